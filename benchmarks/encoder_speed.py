@@ -1,0 +1,101 @@
+"""Encoder speed: torch fp32 vs ONNX Runtime fp32, items/s per tower at batch 1 and 32.
+
+Times the model forward on preprocessed inputs (decode/resize/tokenize excluded; they are
+the same code for every runtime). Same inputs, same thread count, same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
+from encoders import load_encoder  # noqa: E402
+from encoders.data.records import read_manifest  # noqa: E402
+from encoders.preprocess import image_to_array, load_rgb  # noqa: E402
+
+
+def items_per_second(run, batch: int, repeats: int) -> float:  # noqa: ANN001
+    run()  # warm-up
+    run()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data/emoji"))
+    parser.add_argument("--model-dir", type=Path, default=Path("models/baseline"))
+    parser.add_argument("--export-dir", type=Path, default=Path("models/export/baseline"))
+    parser.add_argument("--repeats-b1", type=int, default=40)
+    parser.add_argument("--repeats-b32", type=int, default=6)
+    args = parser.parse_args()
+
+    records = list(read_manifest(args.data / "google.jsonl"))[:32]
+    runtimes = {"torch fp32": load_encoder("torch", model_dir=args.model_dir),
+                "onnxruntime fp32": load_encoder("onnx", export_dir=args.export_dir)}
+    first = next(iter(runtimes.values()))
+    pixels = np.stack([image_to_array(load_rgb(args.data / r.image), first.image_spec)
+                       for r in records])
+    captions = [str(r.text) for r in records]
+    rows, results = [], []
+    for batch in (1, 32):
+        tokens = first.tokenizer(captions[:batch])
+        repeats = args.repeats_b1 if batch == 1 else args.repeats_b32
+        for name, encoder in runtimes.items():
+            image_rate = items_per_second(
+                lambda enc=encoder, b=batch: enc._image_forward(pixels[:b]), batch, repeats)
+            text_rate = items_per_second(
+                lambda enc=encoder, t=tokens: enc._text_forward(t.input_ids, t.attention_mask),
+                batch, repeats)
+            for tower, rate in (("image", image_rate), ("text", text_rate)):
+                results.append({"runtime": name, "tower": tower, "batch": batch,
+                                "items_per_s": rate, "provider": encoder.provider})
+                rows.append((tower, batch, name, encoder.provider, rate))
+    for row in list(rows):
+        if row[2] == "onnxruntime fp32":
+            ref = next(r for r in rows if r[:2] == row[:2] and r[2] == "torch fp32")
+            results.append({"ratio_onnx_over_torch": row[4] / ref[4], "tower": row[0],
+                            "batch": row[1]})
+    table = markdown_table(("tower", "batch", "runtime", "provider", "items/s"), rows)
+    ratios = "\n".join(f"- {r['tower']} batch {r['batch']}: ONNX Runtime / torch = "
+                       f"{r['ratio_onnx_over_torch']:.2f}x" for r in results
+                       if "ratio_onnx_over_torch" in r)
+    size = first.config.image_tower.input_size
+    intro = (f"# Encoder speed\n\nModel forward only (image {size}x{size}, text = emoji "
+             "captions padded to the batch's longest), default thread count.\n\n")
+    write("encoder_speed", {"results": results},
+          intro + table + "\n\n" + ratios + "\n\n![items/s](encoder_speed.png)")
+    plot(results)
+    print(intro + table + "\n\n" + ratios)
+
+
+def plot(results: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results if "items_per_s" in r]
+    labels = [f"{r['tower']} b{r['batch']}\n{r['runtime']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(range(len(rows)), [r["items_per_s"] for r in rows],
+           color=["C0" if "torch" in r["runtime"] else "C1" for r in rows])
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("items/s (log)")
+    ax.set_yscale("log")
+    ax.set_title("Encoder throughput, torch fp32 (blue) vs ONNX Runtime fp32 (orange)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "encoder_speed.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()

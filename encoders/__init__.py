@@ -1,0 +1,14 @@
+"""mmsearch encoders: towers, MRL heads, fusion, export and runtimes.
+
+Importing this package is light (numpy, Pillow, tokenizers); torch, transformers,
+onnxruntime and tensorrt are imported inside the loaders that need them.
+"""
+
+from encoders.catalog import ModelConfig
+from encoders.errors import BackendMissingError, InputProblem, InvalidInputError
+from encoders.runtimes import Embeddings, Encoder, load_encoder
+
+__all__ = [
+    "BackendMissingError", "Embeddings", "Encoder", "InputProblem", "InvalidInputError",
+    "ModelConfig", "load_encoder",
+]

@@ -1,0 +1,105 @@
+"""`mmsearch export`: a model folder (model.json + heads) -> ONNX files + manifest.json.
+
+Outputs in out_dir: image.onnx (pixel_values -> embedding, local_features), text.onnx
+(input_ids, attention_mask -> embedding; dynamic batch and sequence), tokenizer.json, and
+manifest.json. Optional fp16 TensorRT engines where `tensorrt` imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from encoders.catalog import (
+    ImageTowerSpec,
+    ModelConfig,
+    TextTowerSpec,
+    mobilenet_weights_file,
+    resolve_text_path,
+)
+from encoders.heads import HEAD_FILE, HeadSet
+from encoders.manifest import FileEntry, ModelManifest, model_id, sha256_file
+from encoders.towers import load_image_tower, load_text_tower, require_torch
+
+log = logging.getLogger(__name__)
+OPSET = 17
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+
+
+def tower_hashes(image: ImageTowerSpec, text: TextTowerSpec) -> dict[str, str]:
+    """Content hashes of the tower weights a model uses: part of its model_id."""
+    hashes: dict[str, str] = {}
+    if image.kind == "mobilenetv2":
+        if image.path != "random":
+            hashes["image_tower"] = sha256_file(Path(image.path or mobilenet_weights_file()))
+        else:
+            hashes["image_tower"] = "random"
+    else:
+        for path in _weight_files(Path(str(image.path))):
+            hashes[f"image_tower/{path.name}"] = sha256_file(path)
+    for path in _weight_files(resolve_text_path(text)):
+        hashes[f"text_tower/{path.name}"] = sha256_file(path)
+    return hashes
+
+
+def compute_model_id(model_dir: Path, config: ModelConfig) -> str:
+    hashes = tower_hashes(config.image_tower, config.text_tower)
+    hashes["heads"] = sha256_file(Path(model_dir) / HEAD_FILE)
+    return model_id(config, hashes)
+
+
+def export_onnx(model_dir: Path, out_dir: Path) -> ModelManifest:
+    """Export both towers with their heads and write the manifest. Needs the train extra."""
+    require_torch()
+    import torch
+
+    from encoders.modules import ImageEmbedder, TextEmbedder
+
+    config = ModelConfig.load(model_dir)
+    heads = HeadSet.load(model_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image_tower = load_image_tower(config.image_tower, config.local.grid)
+    text_tower = load_text_tower(config.text_tower)
+    image_model = ImageEmbedder(image_tower, heads.image, heads.local).eval()
+    text_model = TextEmbedder(text_tower, heads.text).eval()
+    size = config.image_tower.input_size
+    with torch.inference_mode():
+        torch.onnx.export(
+            image_model, (torch.zeros(2, 3, size, size),), str(out_dir / "image.onnx"),
+            input_names=["pixel_values"], output_names=["embedding", "local_features"],
+            dynamic_axes={"pixel_values": {0: "batch"}, "embedding": {0: "batch"},
+                          "local_features": {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
+        ids = torch.ones(2, 8, dtype=torch.int64)
+        torch.onnx.export(
+            text_model, (ids, torch.ones_like(ids)), str(out_dir / "text.onnx"),
+            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                          "attention_mask": {0: "batch", 1: "sequence"},
+                          "embedding": {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
+    shutil.copyfile(text_tower.tokenizer_file, out_dir / "tokenizer.json")
+    files = {name: FileEntry(sha256_file(out_dir / name), (out_dir / name).stat().st_size)
+             for name in ("image.onnx", "text.onnx", "tokenizer.json")}
+    cells, local_dim = config.local.grid ** 2, config.local.dim
+    io = {
+        "image.onnx": {"inputs": {"pixel_values": ["batch", 3, size, size]},
+                       "outputs": {"embedding": ["batch", config.width_max],
+                                   "local_features": ["batch", cells, local_dim]}},
+        "text.onnx": {"inputs": {"input_ids": ["batch", "sequence"],
+                                 "attention_mask": ["batch", "sequence"]},
+                      "outputs": {"embedding": ["batch", config.width_max]}},
+    }
+    manifest = ModelManifest(compute_model_id(model_dir, config), config,
+                             text_tower.max_length, files, io)
+    manifest.save(out_dir)
+    log.info("exported model %s (%s) to %s", config.name, manifest.model_id, out_dir)
+    return manifest

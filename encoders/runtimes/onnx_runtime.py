@@ -1,0 +1,77 @@
+"""ONNX Runtime: the CPU default and a serve-only install's runtime (no torch)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from encoders.errors import BackendMissingError
+from encoders.manifest import ModelManifest
+from encoders.preprocess import TextTokenizer
+from encoders.runtimes.base import Encoder
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+PIP = {"cpu": "pip install 'mmsearch[cpu]'", "cuda": "pip install 'mmsearch[gpu]'",
+       "tensorrt": "pip install 'mmsearch[gpu]'"}
+
+
+def _import_ort(device: str):  # noqa: ANN202 - the module
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendMissingError("onnxruntime", PIP[device]) from None
+    return onnxruntime
+
+
+class OnnxEncoder(Encoder):
+    runtime = "onnx"
+
+    def __init__(self, export_dir: Path, batch_size: int = 32, device: str = "cpu",
+                 threads: int | None = None) -> None:
+        if device not in PROVIDERS:
+            raise ValueError(f"device must be one of {sorted(PROVIDERS)}, got {device!r}")
+        ort = _import_ort(device)
+        self.export_dir = Path(export_dir)
+        self.manifest = ModelManifest.load(self.export_dir)
+        self.manifest.verify_files(self.export_dir)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self._image = ort.InferenceSession(str(self.export_dir / "image.onnx"), options,
+                                           providers=PROVIDERS[device])
+        self._text = ort.InferenceSession(str(self.export_dir / "text.onnx"), options,
+                                          providers=PROVIDERS[device])
+        self._check_provider(device)
+        tokenizer = TextTokenizer(self.export_dir / "tokenizer.json",
+                                  self.manifest.text_max_length)
+        super().__init__(self.manifest.config, tokenizer, batch_size)
+
+    def _check_provider(self, device: str) -> None:
+        wanted = PROVIDERS[device][0]
+        running = self._image.get_providers()[0]
+        if running != wanted:
+            # Never a silent fallback: the session says which provider it really got.
+            raise BackendMissingError(
+                f"ONNX Runtime provider {wanted} (the session runs {running})", PIP[device]
+            )
+        log.info("ONNX Runtime runs on %s", running)
+
+    @property
+    def provider(self) -> str:
+        return self._image.get_providers()[0]
+
+    def _image_forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        embedding, local = self._image.run(None, {"pixel_values": pixels})
+        return embedding, local
+
+    def _text_forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        (embedding,) = self._text.run(None, {"input_ids": input_ids, "attention_mask": mask})
+        return embedding

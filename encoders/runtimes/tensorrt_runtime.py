@@ -1,0 +1,141 @@
+"""TensorRT: fp16 engines built on the target GPU from the exported ONNX files.
+
+Written against TensorRT 10's public Python API (explicit batch, named I/O tensors,
+execute_async_v3). Device buffers are torch CUDA tensors. Where `tensorrt` does not import,
+every entry point raises BackendMissingError with the pip command; nothing falls back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoders.errors import BackendMissingError
+from encoders.manifest import FileEntry, ModelManifest, sha256_file
+from encoders.preprocess import TextTokenizer
+from encoders.runtimes.base import Encoder
+
+TENSORRT_PIP = "pip install 'mmsearch[tensorrt]'  (TensorRT comes from NVIDIA's package index)"
+ENGINES = {"image": "image.fp16.engine", "text": "text.fp16.engine"}
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError:
+        raise BackendMissingError("tensorrt", TENSORRT_PIP) from None
+    return tensorrt
+
+
+def _profile_shapes(manifest: ModelManifest, max_batch: int, max_seq: int
+                    ) -> dict[str, dict[str, tuple[tuple[int, ...], ...]]]:
+    size = manifest.config.image_tower.input_size
+    opt_batch = max(1, max_batch // 2)
+    return {
+        "image": {"pixel_values": ((1, 3, size, size), (opt_batch, 3, size, size),
+                                   (max_batch, 3, size, size))},
+        "text": {name: ((1, 1), (opt_batch, min(32, max_seq)), (max_batch, max_seq))
+                 for name in ("input_ids", "attention_mask")},
+    }
+
+
+def build_engines(export_dir: Path, max_batch: int = 32) -> ModelManifest:
+    """Build fp16 engines (optimisation profile batch 1..max_batch) and list them in the
+    manifest with their hashes."""
+    trt = import_tensorrt()
+    export_dir = Path(export_dir)
+    manifest = ModelManifest.load(export_dir)
+    logger = trt.Logger(trt.Logger.WARNING)
+    shapes = _profile_shapes(manifest, max_batch, manifest.text_max_length)
+    engines = dict(manifest.engines)
+    for part, engine_name in ENGINES.items():
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)  # explicit batch is the only mode in TRT 10
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse((export_dir / f"{part}.onnx").read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse {part}.onnx: {errors}")
+        config = builder.create_builder_config()
+        config.set_flag(trt.BuilderFlag.FP16)
+        profile = builder.create_optimization_profile()
+        for name, (low, opt, high) in shapes[part].items():
+            profile.set_shape(name, low, opt, high)
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError(f"TensorRT failed to build the {part} engine")
+        path = export_dir / engine_name
+        path.write_bytes(bytes(serialized))
+        engines[engine_name] = FileEntry(sha256_file(path), path.stat().st_size)
+    manifest = replace(manifest, engines=engines)
+    manifest.save(export_dir)
+    return manifest
+
+
+class _Engine:
+    def __init__(self, trt: Any, torch: Any, path: Path) -> None:
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        self.context = self.engine.create_execution_context()
+        self.torch = torch
+        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.outputs = [n for n in self.names
+                        if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        torch = self.torch
+        keep = []
+        for name, array in inputs.items():
+            tensor = torch.from_numpy(array).cuda()
+            keep.append(tensor)
+            self.context.set_input_shape(name, tuple(array.shape))
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        results = []
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            out = torch.empty(shape, dtype=torch.float32, device="cuda")
+            self.context.set_tensor_address(name, out.data_ptr())
+            results.append(out)
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return [r.float().cpu().numpy() for r in results]
+
+
+class TensorRTEncoder(Encoder):
+    runtime = "tensorrt"
+
+    def __init__(self, export_dir: Path, batch_size: int = 32) -> None:
+        trt = import_tensorrt()
+        try:
+            import torch
+        except ImportError:
+            raise BackendMissingError("torch (CUDA buffers for TensorRT)",
+                                      "pip install torch==2.13.0") from None
+        self.export_dir = Path(export_dir)
+        self.manifest = ModelManifest.load(self.export_dir)
+        missing = [e for e in ENGINES.values() if e not in self.manifest.engines]
+        if missing:
+            raise FileNotFoundError(
+                f"no TensorRT engines {missing}: run `mmsearch export --tensorrt`")
+        self.manifest.verify_files(self.export_dir, tuple(ENGINES.values()))
+        self._image = _Engine(trt, torch, self.export_dir / ENGINES["image"])
+        self._text = _Engine(trt, torch, self.export_dir / ENGINES["text"])
+        tokenizer = TextTokenizer(self.export_dir / "tokenizer.json", self.manifest.text_max_length)
+        super().__init__(self.manifest.config, tokenizer, batch_size)
+
+    @property
+    def provider(self) -> str:
+        return "TensorRT fp16"
+
+    def _image_forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        embedding, local = self._image.run({"pixel_values": pixels})
+        return embedding, local
+
+    def _text_forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        (embedding,) = self._text.run({"input_ids": input_ids, "attention_mask": mask})
+        return embedding

@@ -1,0 +1,53 @@
+"""The torch runtime: the reference (and what training uses). Needs the `train` extra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from encoders.catalog import ModelConfig
+from encoders.heads import HeadSet
+from encoders.preprocess import TextTokenizer
+from encoders.runtimes.base import Encoder
+from encoders.towers import load_image_tower, load_text_tower, require_torch
+
+
+class TorchEncoder(Encoder):
+    runtime = "torch"
+
+    def __init__(self, model_dir: Path, batch_size: int = 32, device: str = "cpu",
+                 threads: int | None = None) -> None:
+        require_torch()
+        import torch
+
+        from encoders.modules import ImageEmbedder, TextEmbedder
+
+        if threads:
+            torch.set_num_threads(threads)
+        config = ModelConfig.load(model_dir)
+        heads = HeadSet.load(model_dir)
+        image_tower = load_image_tower(config.image_tower, config.local.grid)
+        text_tower = load_text_tower(config.text_tower)
+        self.image_model = ImageEmbedder(image_tower, heads.image, heads.local).eval().to(device)
+        self.text_model = TextEmbedder(text_tower, heads.text).eval().to(device)
+        self._device = torch.device(device)
+        self._torch = torch
+        tokenizer = TextTokenizer(text_tower.tokenizer_file, text_tower.max_length)
+        super().__init__(config, tokenizer, batch_size)
+
+    @property
+    def provider(self) -> str:
+        return f"torch:{self._device}"
+
+    def _image_forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._torch.inference_mode():
+            emb, local = self.image_model(self._torch.from_numpy(pixels).to(self._device))
+        return emb.cpu().numpy(), local.cpu().numpy()
+
+    def _text_forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            emb = self.text_model(torch.from_numpy(input_ids).to(self._device),
+                                  torch.from_numpy(mask).to(self._device))
+        return emb.cpu().numpy()

@@ -1,0 +1,44 @@
+"""Towers: torch modules that turn pixels or tokens into features.
+
+Only the loaders below import torch/transformers, so `import encoders` stays light for a
+serve-only install that runs exported ONNX models.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from encoders.catalog import ImageTowerSpec, TextTowerSpec
+
+if TYPE_CHECKING:
+    from encoders.towers.base import ImageTower, TextTower
+
+TORCH_PIP = "pip install 'mmsearch[train]'  (after: pip install torch==2.13.0)"
+
+
+def require_torch() -> None:
+    from encoders.errors import BackendMissingError
+
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise BackendMissingError(f"torch/transformers ({exc.name})", TORCH_PIP) from None
+
+
+def load_image_tower(spec: ImageTowerSpec, grid: int) -> ImageTower:
+    require_torch()
+    if spec.kind == "mobilenetv2":
+        from encoders.towers.mobilenet import load_mobilenet_tower
+
+        return load_mobilenet_tower(spec, grid)
+    from encoders.towers.hf_vision import load_hf_vision_tower
+
+    return load_hf_vision_tower(spec, grid)
+
+
+def load_text_tower(spec: TextTowerSpec) -> TextTower:
+    require_torch()
+    from encoders.towers.hf_text import load_hf_text_tower
+
+    return load_hf_text_tower(spec)

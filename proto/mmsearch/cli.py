@@ -1,0 +1,199 @@
+"""`mmsearch` command line: one subcommand per job in DESIGN's table.
+
+Commands that later issues bring exist already with their help, say which issue brings
+them, and exit 2, so scripts can rely on the names today.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import runpy
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from encoders.errors import MmsearchError
+from mmsearch.config import Config, load_config
+
+log = logging.getLogger("mmsearch")
+DATA_DIR = Path("data/emoji")
+NPM_CACHE = Path(".cache/npm")
+
+UNBUILT = {
+    "train encoder": "issue 3 (the trained embedder)",
+    "train reranker": "issue 5 (the rerank sidecar and scorer)",
+    "ingest": "issue 4 (the ingestion worker)",
+    "collections": "issue 4 (the ingestion worker)",
+    "serve": "issue 5 (the gRPC rerank sidecar)",
+    "search": "issue 5 (the gRPC rerank sidecar)",
+    "index": "issue 7 (index tooling for DBAs)",
+}
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict = {}
+    if getattr(args, "uri", None):
+        overrides.setdefault("milvus", {})["uri"] = args.uri
+    if getattr(args, "token_file", None):
+        overrides.setdefault("milvus", {})["token_file"] = args.token_file
+    if getattr(args, "models_dir", None):
+        overrides.setdefault("models", {})["dir"] = args.models_dir
+    if getattr(args, "model", None):
+        overrides.setdefault("models", {})["model"] = args.model
+    return load_config(args.config, overrides=overrides)
+
+
+def cmd_unbuilt(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"`mmsearch {name}` is not built yet: {UNBUILT[name]} brings it.", file=sys.stderr)
+        return 2
+    return run
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.dataset == "emoji":
+        from encoders.data.emoji import prepare_emoji
+
+        for vendor, path in prepare_emoji(args.out, args.cache).items():
+            print(f"{vendor}: {path}")
+    elif args.dataset == "openmoji":
+        from encoders.data.openmoji import prepare_openmoji
+
+        print(f"openmoji: {prepare_openmoji(args.out, args.cache)}")
+    else:
+        from encoders.data.fashion_mnist import prepare_fashion_mnist
+
+        print(f"fashion-mnist: {prepare_fashion_mnist(args.out, args.limit)}")
+    return 0
+
+
+def cmd_train_baseline(args: argparse.Namespace) -> int:
+    from encoders.baseline import fit_baseline
+    from encoders.catalog import ModelConfig
+    from encoders.data.records import read_manifest
+
+    images, captions = [], []
+    for manifest in args.manifest:
+        for record in read_manifest(manifest):
+            if record.split == "train" and record.image:
+                images.append(str(Path(manifest).parent / record.image))
+                captions.append(record.text or "")
+    if not images:
+        print("no train-split images in the given manifests", file=sys.stderr)
+        return 1
+    config = _config(args)
+    out = args.out or config.models.model_dir
+    fit_baseline(ModelConfig(widths=config.widths, width_max=config.widths[-1]), images,
+                 sorted(set(captions)), out, progress=True)
+    print(f"baseline PCA heads written to {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from encoders.export import export_onnx
+
+    config = _config(args)
+    model_dir = args.model_dir or config.models.model_dir
+    out = args.out or config.models.export_dir
+    manifest = export_onnx(model_dir, out)
+    print(f"exported {manifest.config.name} (model_id {manifest.model_id}) to {out}")
+    if args.tensorrt:
+        from encoders.runtimes.tensorrt_runtime import build_engines
+
+        build_engines(out, args.max_batch)
+        print(f"TensorRT fp16 engines (batch 1..{args.max_batch}) written to {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    script = Path("benchmarks") / f"{args.which.replace('-', '_')}.py"
+    if not script.is_file():
+        print(f"{script} not found: run `mmsearch bench` from a source checkout", file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser, milvus: bool = False) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config file (env MMSEARCH_* overrides)")
+    parser.add_argument("--models-dir",
+                        help="models folder (default ./models, env MMSEARCH_MODELS)")
+    parser.add_argument("--model", help="model name inside the models folder (default baseline)")
+    if milvus:
+        parser.add_argument("--uri", help="Milvus URI (default ./mmsearch.db, Milvus Lite)")
+        parser.add_argument("--token-file", help="file holding the Milvus token "
+                            "(or env MMSEARCH_MILVUS_TOKEN)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmsearch", description=(
+        "Multimodal (image + text) search for Milvus: Matryoshka-width ingestion and a "
+        "gRPC rerank sidecar."))
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="fetch and prepare evaluation data (npm, Debian)")
+    data.add_argument("dataset", choices=("emoji", "openmoji", "fashion-mnist"))
+    data.add_argument("--out", type=Path, default=DATA_DIR,
+                      help="output folder (default %(default)s)")
+    data.add_argument("--cache", type=Path, default=NPM_CACHE, help="npm tarball cache")
+    data.add_argument("--limit", type=int, help="fashion-mnist: images per split")
+    data.set_defaults(func=cmd_data)
+
+    train = sub.add_parser("train", help="fit / train models (the `train` extra)")
+    train_sub = train.add_subparsers(dest="what", required=True, metavar="WHAT")
+    baseline = train_sub.add_parser("baseline", help="fit the untrained PCA baseline heads")
+    _common(baseline)
+    baseline.add_argument("--manifest", type=Path, nargs="+", default=[
+        DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
+    baseline.add_argument("--out", type=Path, help="model folder (default models/<model>)")
+    baseline.set_defaults(func=cmd_train_baseline)
+    for name in ("encoder", "reranker"):
+        p = train_sub.add_parser(name, help=f"train the {name} ({UNBUILT['train ' + name]})")
+        _common(p)
+        p.set_defaults(func=cmd_unbuilt(f"train {name}"))
+
+    export = sub.add_parser("export", help="export ONNX models (+ TensorRT engines) + manifest")
+    _common(export)
+    export.add_argument("--model-dir", type=Path, help="model folder (model.json + heads)")
+    export.add_argument("--out", type=Path, help="output folder (default models/export/<model>)")
+    export.add_argument("--tensorrt", action="store_true", help="also build fp16 TensorRT engines")
+    export.add_argument("--max-batch", type=int, default=32, help="TensorRT profile max batch")
+    export.set_defaults(func=cmd_export)
+
+    for name, text in (("ingest", "encode a manifest into one Milvus collection per width"),
+                       ("collections", "create / describe / drop the width collections"),
+                       ("serve", "run the gRPC search + rerank sidecar"),
+                       ("search", "run a JSONL of queries through the search pipeline")):
+        p = sub.add_parser(name, help=f"{text} ({UNBUILT[name]})")
+        _common(p, milvus=True)
+        p.set_defaults(func=cmd_unbuilt(name))
+    index = sub.add_parser("index", help=f"DBA tools: show/bench/recommend/rebuild/funnel "
+                           f"({UNBUILT['index']})")
+    index.add_argument("action", choices=("show", "bench", "recommend", "rebuild", "rollback",
+                                          "funnel"))
+    _common(index, milvus=True)
+    index.set_defaults(func=cmd_unbuilt("index"))
+
+    bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
+    bench.add_argument("which", choices=("baseline-quality", "encoder-speed"))
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (MmsearchError, FileNotFoundError) as exc:
+        print(f"mmsearch: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

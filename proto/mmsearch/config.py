@@ -1,0 +1,192 @@
+"""One YAML file + MMSEARCH_* environment overrides, validated at start.
+
+Override any key with MMSEARCH_<SECTION>__<KEY> (upper case, `__` between levels), e.g.
+MMSEARCH_MILVUS__URI=http://127.0.0.1:19530. Errors name the key. The Milvus token is
+read from MMSEARCH_MILVUS_TOKEN or milvus.token_file and is never printed (repr hides it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from encoders.catalog import DEFAULT_WIDTHS, validate_widths
+from encoders.errors import ConfigError
+
+ENV_PREFIX = "MMSEARCH_"
+TOKEN_ENV = "MMSEARCH_MILVUS_TOKEN"
+
+
+@dataclass(frozen=True)
+class MilvusConfig:
+    uri: str = "./mmsearch.db"
+    token_file: str | None = None
+    db_name: str = "default"
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    dir: str = "./models"
+    model: str = "baseline"
+    runtime: str = "onnx"
+    device: str = "cpu"
+    batch_size: int = 32
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.dir) / self.model
+
+    @property
+    def export_dir(self) -> Path:
+        return Path(self.dir) / "export" / self.model
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_candidates: int = 1000
+    max_top_k: int = 200
+    deadline_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = "127.0.0.1:50051"
+    chunk_size: int = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    base: str = "items"
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    state_dir: str = ".mmsearch/state"
+    milvus: MilvusConfig = field(default_factory=MilvusConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    # per-width index specs ({"64": {"index_type": "HNSW", ...}}); the worker issue validates
+    index: dict[str, Any] = field(default_factory=dict)
+
+
+_SECTIONS = {"milvus": MilvusConfig, "models": ModelsConfig, "server": ServerConfig,
+             "limits": LimitsConfig}
+
+
+def _coerce(key: str, value: Any, annotation: str) -> Any:
+    """Turn YAML/env values into the declared type; errors name the key."""
+    try:
+        if value is None:
+            if "None" in annotation:
+                return None
+            raise ConfigError(key, "must not be null")
+        if annotation.startswith("int"):
+            if isinstance(value, bool):
+                raise ValueError
+            number = int(value)
+            if number <= 0:
+                raise ConfigError(key, f"must be a positive integer, got {value!r}")
+            return number
+        if annotation.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(int(v) for v in items)
+        if annotation.startswith("str"):
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+        if annotation.startswith("dict"):
+            if not isinstance(value, Mapping):
+                raise ValueError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"expected {annotation}, got {value!r}") from None
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key (known: {sorted(known)})")
+    values = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name in _SECTIONS and prefix == "":
+            if not isinstance(value, Mapping):
+                raise ConfigError(key, "must be a mapping")
+            values[name] = _build(_SECTIONS[name], value, f"{key}.")
+        else:
+            values[name] = _coerce(key, value, str(known[name].type))
+    return cls(**values)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == TOKEN_ENV or name == "MMSEARCH_MODELS":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    if "MMSEARCH_MODELS" in environ:  # DESIGN's short name for the models folder
+        tree.setdefault("models", {}).setdefault("dir", environ["MMSEARCH_MODELS"])
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_token(milvus: MilvusConfig, environ: Mapping[str, str]) -> str | None:
+    if environ.get(TOKEN_ENV):
+        return environ[TOKEN_ENV]
+    if milvus.token_file:
+        try:
+            return Path(milvus.token_file).read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError("milvus.token_file", f"cannot read: {exc.strerror}") from None
+    return None
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """File < environment < explicit overrides (command-line flags)."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, Mapping):
+            raise ConfigError("--config", f"{path} must hold a mapping at the top level")
+        data = dict(loaded)
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides or {})
+    config = _build(Config, data, "")
+    validate_widths(config.widths, config.widths[-1], "widths")
+    if config.models.runtime not in ("onnx", "torch", "tensorrt"):
+        raise ConfigError("models.runtime", "one of onnx, torch, tensorrt")
+    token = _read_token(config.milvus, environ)
+    milvus = MilvusConfig(**{**{f.name: getattr(config.milvus, f.name)
+                                for f in fields(MilvusConfig)}, "token": token})
+    return Config(**{**{f.name: getattr(config, f.name) for f in fields(Config)},
+                     "milvus": milvus})

@@ -1,0 +1,1 @@
+"""The chunked listwise scorer and the gRPC sidecar (issue 5)."""

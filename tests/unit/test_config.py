@@ -1,0 +1,59 @@
+"""Config: YAML + MMSEARCH_* overrides, errors naming the key, token never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from encoders.errors import ConfigError
+from mmsearch.config import load_config
+
+
+def test_defaults() -> None:
+    config = load_config(None, environ={})
+    assert config.milvus.uri == "./mmsearch.db"
+    assert config.widths == (32, 64, 128, 256, 512)
+    assert config.server.address == "127.0.0.1:50051"
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("base: shoes\nmilvus:\n  uri: http://a:19530\nlimits:\n  max_top_k: 50\n")
+    env = {"MMSEARCH_MILVUS__URI": "http://b:19530", "MMSEARCH_WIDTHS": "16,64",
+           "MMSEARCH_MODELS": "/srv/models"}
+    config = load_config(path, environ=env, overrides={"limits": {"max_top_k": 20}})
+    assert config.base == "shoes" and config.milvus.uri == "http://b:19530"
+    assert config.widths == (16, 64) and config.limits.max_top_k == 20
+    assert config.models.dir == "/srv/models"
+
+
+@pytest.mark.parametrize(("yaml_text", "env", "key"), [
+    ("milvus:\n  urii: x\n", {}, "milvus.urii"),
+    ("limits:\n  max_top_k: lots\n", {}, "limits.max_top_k"),
+    ("limits:\n  max_top_k: -3\n", {}, "limits.max_top_k"),
+    ("", {"MMSEARCH_SERVER__CHUNK_SIZE": "x"}, "server.chunk_size"),
+    ("widths: [64, 32]\n", {}, "widths"),
+    ("models:\n  runtime: tvm\n", {}, "models.runtime"),
+    ("milvus: 3\n", {}, "milvus"),
+    ("- a\n", {}, "--config"),
+])
+def test_errors_name_the_key(tmp_path: Path, yaml_text: str, env: dict, key: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=env)
+    assert err.value.key == key
+    assert f"'{key}'" in str(err.value)
+
+
+def test_token_from_file_or_env_is_never_in_repr(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("root:Milvus-s3cret\n")
+    config = load_config(None, environ={"MMSEARCH_MILVUS__TOKEN_FILE": str(secret)})
+    assert config.milvus.token == "root:Milvus-s3cret"
+    assert "s3cret" not in repr(config)
+    env_config = load_config(None, environ={"MMSEARCH_MILVUS_TOKEN": "envtoken"})
+    assert env_config.milvus.token == "envtoken" and "envtoken" not in repr(env_config)
+    with pytest.raises(ConfigError, match="milvus.token_file"):
+        load_config(None, environ={"MMSEARCH_MILVUS__TOKEN_FILE": str(tmp_path / "nope")})
