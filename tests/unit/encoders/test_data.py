@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from encoders.data.emoji import build_vendor, tone_caption
@@ -73,3 +74,37 @@ def test_build_vendor_writes_the_item_format(tmp_path: Path) -> None:
     manifest = tmp_path / "out" / "google.jsonl"
     assert write_manifest(manifest, records) == 4
     assert list(read_manifest(manifest)) == records
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_debian_idx_files(tmp_path: Path) -> None:
+    from encoders.data.fashion_mnist import CLASSES, prepare_fashion_mnist
+
+    source = tmp_path / "fmnist"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 5), ("t10k", 3)):
+        _write_idx(source / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (count, 28, 28)))
+        _write_idx(source / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10)
+    manifest = prepare_fashion_mnist(tmp_path / "out", limit=4, source=source)
+    records = list(read_manifest(manifest))
+    assert [r.split for r in records] == ["train"] * 4 + ["test"] * 3
+    assert records[1].label == CLASSES[1] and records[1].text == CLASSES[1]
+    with Image.open(tmp_path / "out" / records[0].image) as image:
+        assert image.size == (28, 28)
+
+
+def test_fashion_mnist_missing_package_says_how_to_install(tmp_path: Path) -> None:
+    import pytest
+
+    from encoders.data.fashion_mnist import prepare_fashion_mnist
+
+    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        prepare_fashion_mnist(tmp_path, source=tmp_path / "nothing")
