@@ -56,6 +56,7 @@ class Encoder(ABC):
     """Encode images, texts, or fused items at width_max; slice with Embeddings.at_width."""
 
     runtime: str = "abstract"
+    model_id: str = ""  # identifies the model across runtimes (see encoders.manifest)
 
     def __init__(self, config: ModelConfig, tokenizer: TextTokenizer, batch_size: int = 32):
         self.config = config

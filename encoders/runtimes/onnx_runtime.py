@@ -53,6 +53,7 @@ class OnnxEncoder(Encoder):
         tokenizer = TextTokenizer(self.export_dir / "tokenizer.json",
                                   self.manifest.text_max_length)
         super().__init__(self.manifest.config, tokenizer, batch_size)
+        self.model_id = self.manifest.model_id
 
     def _check_provider(self, device: str) -> None:
         wanted = PROVIDERS[device][0]

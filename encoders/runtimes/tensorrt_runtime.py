@@ -127,6 +127,7 @@ class TensorRTEncoder(Encoder):
         self._text = _Engine(trt, torch, self.export_dir / ENGINES["text"])
         tokenizer = TextTokenizer(self.export_dir / "tokenizer.json", self.manifest.text_max_length)
         super().__init__(self.manifest.config, tokenizer, batch_size)
+        self.model_id = self.manifest.model_id
 
     @property
     def provider(self) -> str:

@@ -35,6 +35,9 @@ class TorchEncoder(Encoder):
         self._torch = torch
         tokenizer = TextTokenizer(text_tower.tokenizer_file, text_tower.max_length)
         super().__init__(config, tokenizer, batch_size)
+        from encoders.export import compute_model_id
+
+        self.model_id = compute_model_id(model_dir, config)
 
     @property
     def provider(self) -> str:

@@ -12,6 +12,7 @@ import runpy
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from encoders.errors import MmsearchError
 from mmsearch.config import Config, load_config
@@ -23,8 +24,6 @@ NPM_CACHE = Path(".cache/npm")
 UNBUILT = {
     "train encoder": "issue 3 (the trained embedder)",
     "train reranker": "issue 5 (the rerank sidecar and scorer)",
-    "ingest": "issue 4 (the ingestion worker)",
-    "collections": "issue 4 (the ingestion worker)",
     "serve": "issue 5 (the gRPC rerank sidecar)",
     "search": "issue 5 (the gRPC rerank sidecar)",
     "index": "issue 7 (index tooling for DBAs)",
@@ -35,8 +34,9 @@ def _config(args: argparse.Namespace) -> Config:
     overrides: dict = {}
     if getattr(args, "uri", None):
         overrides.setdefault("milvus", {})["uri"] = args.uri
-    if getattr(args, "token_file", None):
-        overrides.setdefault("milvus", {})["token_file"] = args.token_file
+    for flag in ("token_file", "db_name", "tls_ca", "tls_cert", "tls_key"):
+        if getattr(args, flag, None):
+            overrides.setdefault("milvus", {})[flag] = getattr(args, flag)
     if getattr(args, "models_dir", None):
         overrides.setdefault("models", {})["dir"] = args.models_dir
     if getattr(args, "model", None):
@@ -106,6 +106,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def plugin_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from plugin import commands
+
+        return int(getattr(commands, name)(args, _config(args)))
+    return run
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     script = Path("benchmarks") / f"{args.which.replace('-', '_')}.py"
     if not script.is_file():
@@ -125,6 +133,47 @@ def _common(parser: argparse.ArgumentParser, milvus: bool = False) -> None:
         parser.add_argument("--uri", help="Milvus URI (default ./mmsearch.db, Milvus Lite)")
         parser.add_argument("--token-file", help="file holding the Milvus token "
                             "(or env MMSEARCH_MILVUS_TOKEN)")
+        parser.add_argument("--db-name", help="Milvus database (server URIs only)")
+        parser.add_argument("--tls-ca", help="CA certificate (PEM) for TLS to Milvus")
+        parser.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
+        parser.add_argument("--tls-key", help="client key (PEM) for mutual TLS")
+
+
+def _plugin_parsers(sub: Any) -> None:
+    ingest = sub.add_parser("ingest", help="encode items into one Milvus collection per width",
+                            description="Exit codes: 0 done, 1 bad input/config/model, "
+                            "3 Milvus unavailable after retries (re-run to resume).")
+    _common(ingest, milvus=True)
+    source = ingest.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="JSONL or Parquet manifest, or a folder of images")
+    source.add_argument("--watch", help="folder of manifests: process each new one once")
+    ingest.add_argument("--base", help="base name: collections <base>_d<width> (default: config)")
+    ingest.add_argument("--state-dir", help="checkpoints and dead-letter files "
+                        "(default .mmsearch/state)")
+    ingest.add_argument("--runtime", choices=("onnx", "tensorrt", "torch"),
+                        help="encoder runtime (default: config, onnx)")
+    ingest.add_argument("--batch-size", type=int, help="records per batch")
+    ingest.add_argument("--shard", default="0/1", help="i/N: take records with sha1(id) %% N == i")
+    ingest.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
+    ingest.add_argument("--poll-seconds", type=float, default=2.0, help="--watch poll interval")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=plugin_command("cmd_ingest"))
+
+    collections = sub.add_parser("collections", help="create / describe / drop the width "
+                                 "collections of a base")
+    collections.add_argument("action", choices=("create", "describe", "drop"))
+    _common(collections, milvus=True)
+    collections.add_argument("--base", help="base name (default: config)")
+    collections.add_argument("--runtime", choices=("onnx", "tensorrt", "torch"))
+    collections.add_argument("--yes", action="store_true", help="drop without asking")
+    collections.set_defaults(func=plugin_command("cmd_collections"))
+
+    lite = sub.add_parser("lite-server", help="run Milvus Lite's server mode so several "
+                          "processes can share one store (then pass --uri http://HOST:PORT)")
+    lite.add_argument("--data-dir", type=Path, default=Path("mmsearch.db"))
+    lite.add_argument("--host", default="127.0.0.1")
+    lite.add_argument("--port", type=int, default=19530)
+    lite.set_defaults(func=plugin_command("cmd_lite_server"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,9 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-batch", type=int, default=32, help="TensorRT profile max batch")
     export.set_defaults(func=cmd_export)
 
-    for name, text in (("ingest", "encode a manifest into one Milvus collection per width"),
-                       ("collections", "create / describe / drop the width collections"),
-                       ("serve", "run the gRPC search + rerank sidecar"),
+    _plugin_parsers(sub)
+    for name, text in (("serve", "run the gRPC search + rerank sidecar"),
                        ("search", "run a JSONL of queries through the search pipeline")):
         p = sub.add_parser(name, help=f"{text} ({UNBUILT[name]})")
         _common(p, milvus=True)

@@ -73,8 +73,10 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
-    # per-width index specs ({"64": {"index_type": "HNSW", ...}}); the worker issue validates
+    # per-width index specs ({64: {"index_type": "HNSW", ...}}), see plugin.index_spec
     index: dict[str, Any] = field(default_factory=dict)
+    # declared attr types ({"category": "varchar"}); empty = inferred from the first records
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 _SECTIONS = {"milvus": MilvusConfig, "models": ModelsConfig, "server": ServerConfig,
@@ -185,6 +187,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     validate_widths(config.widths, config.widths[-1], "widths")
     if config.models.runtime not in ("onnx", "torch", "tensorrt"):
         raise ConfigError("models.runtime", "one of onnx, torch, tensorrt")
+    from plugin.index_spec import specs_for
+    from plugin.schema import parse_declared_attrs
+
+    specs_for(config.widths, config.index)  # raises ConfigError naming the key
+    parse_declared_attrs(config.attrs)
     token = _read_token(config.milvus, environ)
     milvus = MilvusConfig(**{**{f.name: getattr(config.milvus, f.name)
                                 for f in fields(MilvusConfig)}, "token": token})

@@ -10,8 +10,8 @@ import pytest
 from mmsearch.cli import UNBUILT, build_parser, main
 
 SUBCOMMANDS = [["data"], ["train", "baseline"], ["train", "encoder"], ["train", "reranker"],
-               ["export"], ["ingest"], ["collections"], ["serve"], ["search"], ["index"],
-               ["bench"]]
+               ["export"], ["ingest"], ["collections"], ["lite-server"], ["serve"], ["search"],
+               ["index"], ["bench"]]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS, ids=" ".join)

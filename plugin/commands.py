@@ -1,0 +1,130 @@
+"""Command handlers for `mmsearch ingest`, `mmsearch collections`, `mmsearch lite-server`.
+
+Exit codes: 0 done; 1 bad input/config/model; 3 Milvus unavailable after retries (re-run
+the same command to resume from the checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from encoders import load_encoder
+from encoders.runtimes.base import Encoder
+from mmsearch.config import Config
+from plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
+from plugin.connection import MilvusTarget, MilvusUnavailableError, Retrying
+from plugin.index_spec import specs_for
+from plugin.metrics import WorkerMetrics, serve_metrics
+from plugin.schema import Layout, parse_declared_attrs
+from plugin.sources import open_source
+from plugin.worker import IngestOptions, IngestWorker, Shard
+
+log = logging.getLogger(__name__)
+EXIT_UNAVAILABLE = 3
+
+
+def milvus_target(config: Config) -> MilvusTarget:
+    m = config.milvus
+    return MilvusTarget(m.uri, m.token, m.db_name, m.tls_ca, m.tls_cert, m.tls_key)
+
+
+def load_configured_encoder(config: Config, runtime: str | None = None) -> Encoder:
+    models = config.models
+    runtime = runtime or models.runtime
+    encoder = load_encoder(runtime, model_dir=models.model_dir, export_dir=models.export_dir,
+                           batch_size=models.batch_size, device=models.device)
+    log.info("encoder: %s (model_id %s)", encoder.describe(), encoder.model_id)
+    return encoder
+
+
+def layout_of(config: Config, base: str | None) -> Layout:
+    return Layout(base or config.base, config.widths)
+
+
+def _ingest_one(worker: IngestWorker, path: Path) -> None:
+    summary = worker.run(open_source(path))
+    print(f"{path}: {summary.line()}")
+
+
+def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    layout = layout_of(config, args.base)
+    declared = parse_declared_attrs(config.attrs) if config.attrs else None
+    options = IngestOptions(
+        layout=layout, specs=specs_for(config.widths, config.index),
+        state_dir=Path(args.state_dir or config.state_dir),
+        batch_size=args.batch_size or config.models.batch_size,
+        shard=Shard.parse(args.shard), declared_attrs=declared,
+        progress=not args.no_progress and sys.stderr.isatty())
+    metrics = None
+    if args.metrics_port:
+        metrics = WorkerMetrics.create()
+        serve_metrics(args.metrics_port)
+    encoder = load_configured_encoder(config, args.runtime)
+    worker = IngestWorker(encoder, Retrying(milvus_target(config)), options, metrics)
+    try:
+        if args.watch:
+            watch(worker, Path(args.watch), args.poll_seconds)
+        else:
+            _ingest_one(worker, Path(args.manifest))
+    except MilvusUnavailableError as exc:
+        print(f"mmsearch: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+def watch(worker: IngestWorker, folder: Path, poll_seconds: float) -> None:
+    """Process each new or changed manifest in the folder once; runs until interrupted.
+    Files are taken once their size has been stable for one poll (no half-written files)."""
+    sizes: dict[Path, int] = {}
+    log.info("watching %s for manifests (*.jsonl, *.parquet)", folder)
+    while True:
+        for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*.parquet")]):
+            size = path.stat().st_size
+            if sizes.get(path) == size:
+                _ingest_one(worker, path)  # a finished, unchanged manifest returns at once
+            sizes[path] = size
+        time.sleep(poll_seconds)
+
+
+def cmd_collections(args: argparse.Namespace, config: Config) -> int:
+    layout = layout_of(config, args.base)
+    milvus = Retrying(milvus_target(config))
+    if args.action == "describe":
+        info = milvus.call("describe", lambda c: describe_base(c, layout))
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    if args.action == "drop":
+        if not args.yes:
+            answer = input(f"Drop every collection of base {layout.base!r} at "
+                           f"{milvus.target.describe()}? Type the base name to confirm: ")
+            if answer.strip() != layout.base:
+                print("not dropped", file=sys.stderr)
+                return 1
+        dropped = milvus.call("drop", lambda c: drop_base(c, layout))
+        print(f"dropped {len(dropped)} collection(s): {', '.join(dropped) or '-'}")
+        return 0
+    encoder = load_configured_encoder(config, args.runtime)
+    attrs = parse_declared_attrs(config.attrs) if config.attrs else None
+    if attrs is None:
+        attrs = milvus.call("describe", lambda c: existing_attrs(c, layout)) or {}
+    created = milvus.call("create", lambda c: ensure_collections(
+        c, layout, attrs, encoder.model_id, specs_for(config.widths, config.index)))
+    print(f"created: {', '.join(created) or 'nothing (all exist and match)'}")
+    return 0
+
+
+def cmd_lite_server(args: argparse.Namespace, config: Any) -> int:
+    """Milvus Lite's server mode, so several processes can share one store."""
+    command = ["milvus-lite", "server", "--data-dir", str(args.data_dir), "--host", args.host,
+               "--port", str(args.port)]
+    log.info("starting: %s (connect with --uri http://%s:%d)", " ".join(command), args.host,
+             args.port)
+    os.execvp(command[0], command)
+    return 0  # not reached

@@ -1,0 +1,111 @@
+"""Connecting to Milvus (Lite folder or server URI) and retrying when it is unavailable.
+
+The token comes from config (env or file) and is handed to pymilvus only; it is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from encoders.errors import MmsearchError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+UNAVAILABLE_CODES = {2, 503}  # pymilvus: "Fail connecting to server" / service unavailable
+
+
+class MilvusUnavailableError(MmsearchError):
+    """Milvus did not answer after the bounded retries."""
+
+
+@dataclass(frozen=True)
+class MilvusTarget:
+    uri: str = "./mmsearch.db"
+    token: str | None = None
+    db_name: str = "default"
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def is_lite_folder(self) -> bool:
+        return "://" not in self.uri
+
+    def describe(self) -> str:
+        """For logs: the URI and database, never the token."""
+        return f"{self.uri} (db {self.db_name})"
+
+
+def connect(target: MilvusTarget) -> Any:
+    """A MilvusClient for a Milvus Lite folder (in-process) or a server URI."""
+    from pymilvus import MilvusClient
+
+    kwargs: dict[str, Any] = {"uri": target.uri}
+    if not target.is_lite_folder:
+        kwargs["db_name"] = target.db_name
+        if target.token:
+            kwargs["token"] = target.token
+        if target.tls_ca or target.tls_cert:
+            kwargs["secure"] = True
+            if target.tls_ca:
+                kwargs["ca_pem_path"] = target.tls_ca
+            if target.tls_cert:
+                kwargs["client_pem_path"] = target.tls_cert
+                kwargs["client_key_path"] = target.tls_key
+    return MilvusClient(**kwargs)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    code = getattr(error, "code", None)
+    text = str(error).lower()
+    return code in UNAVAILABLE_CODES or "unavailable" in text or "fail connecting" in text
+
+
+class Retrying:
+    """Runs Milvus calls with bounded exponential backoff; reconnects between attempts."""
+
+    def __init__(self, target: MilvusTarget, attempts: int = 6, base_delay: float = 0.5,
+                 max_delay: float = 8.0, on_retry: Callable[[], None] | None = None) -> None:
+        self.target = target
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.on_retry = on_retry
+        self.client = self._connect()
+
+    def _connect(self) -> Any:
+        try:
+            return connect(self.target)
+        except Exception as exc:
+            if is_unavailable(exc):
+                return None  # the first call() retries the connection
+            raise
+
+    def call(self, what: str, fn: Callable[[Any], T]) -> T:
+        delay = self.base_delay
+        for attempt in range(1, self.attempts + 1):
+            try:
+                if self.client is None:
+                    self.client = connect(self.target)
+                return fn(self.client)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                if attempt == self.attempts:
+                    raise MilvusUnavailableError(
+                        f"Milvus at {self.target.describe()} unavailable during {what} after "
+                        f"{self.attempts} attempts: {exc}. Nothing past the last checkpoint "
+                        "was committed; re-run the same command to resume."
+                    ) from None
+                log.warning("Milvus unavailable during %s (attempt %d/%d), retrying in %.1fs",
+                            what, attempt, self.attempts, delay)
+                if self.on_retry:
+                    self.on_retry()
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_delay)
+                self.client = None
+        raise AssertionError("unreachable")

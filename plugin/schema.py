@@ -1,0 +1,130 @@
+"""Collection layout and schema: one collection per width behind the alias `<base>_d<w>`.
+
+Fields: id (VARCHAR primary key, the item id), vector, label, content_hash, the item's
+attrs as typed nullable scalar fields (filterable), and in the full-width collection
+`local` (base64 of fp16 local features; "" when the item has no image).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from encoders.errors import ConfigError
+
+ID_MAX = 512
+LABEL_MAX = 512
+HASH_LEN = 64
+LOCAL_MAX = 8192
+STRING_MAX = 2048
+RESERVED = {"id", "vector", "label", "content_hash", "local"}
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+ATTR_TYPES = ("varchar", "int64", "double", "bool")
+MODEL_ID_PROPERTY = "mmsearch.model_id"
+WIDTH_PROPERTY = "mmsearch.width"
+
+
+@dataclass(frozen=True)
+class Layout:
+    base: str
+    widths: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not NAME_RE.match(self.base) or len(self.base) > 200:
+            raise ConfigError("base", f"{self.base!r} is not a valid collection name prefix")
+
+    @property
+    def full_width(self) -> int:
+        return self.widths[-1]
+
+    def alias(self, width: int) -> str:
+        return f"{self.base}_d{width}"
+
+    def physical(self, width: int, version: int = 1) -> str:
+        return f"{self.base}_d{width}_v{version}"
+
+
+def attr_type_of(value: Any) -> str | None:
+    """Milvus scalar type for a JSON attr value; None for values we cannot store."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64" if -(2**63) <= value < 2**63 else None
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "varchar"
+    return None
+
+
+def check_attr_value(name: str, value: Any, declared: str) -> str | None:
+    """None if value fits the declared type, else the reason (for the dead-letter file)."""
+    if value is None:
+        return None
+    actual = attr_type_of(value)
+    if actual is None:
+        return f"unsupported value type {type(value).__name__} (string, integer, float, bool)"
+    if actual == declared or (declared == "double" and actual == "int64"):
+        if declared == "varchar" and len(value.encode()) > STRING_MAX:
+            return f"string longer than {STRING_MAX} bytes"
+        return None
+    return f"type {actual} conflicts with the collection's {declared} field"
+
+
+def parse_declared_attrs(raw: Mapping[str, Any]) -> dict[str, str]:
+    attrs = {}
+    for name, kind in raw.items():
+        if not NAME_RE.match(str(name)) or name in RESERVED:
+            raise ConfigError(f"attrs.{name}", "not a valid field name (or reserved)")
+        if str(kind).lower() not in ATTR_TYPES:
+            raise ConfigError(f"attrs.{name}", f"type must be one of {ATTR_TYPES}")
+        attrs[str(name)] = str(kind).lower()
+    return attrs
+
+
+def build_schema(layout: Layout, width: int, attrs: Mapping[str, str]) -> Any:
+    from pymilvus import DataType, MilvusClient
+
+    kinds = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "double": DataType.DOUBLE,
+             "bool": DataType.BOOL}
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                        description=f"mmsearch {layout.base} width {width}")
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=width)
+    schema.add_field("label", DataType.VARCHAR, max_length=LABEL_MAX, nullable=True)
+    schema.add_field("content_hash", DataType.VARCHAR, max_length=HASH_LEN)
+    for name, kind in sorted(attrs.items()):
+        extra = {"max_length": STRING_MAX} if kind == "varchar" else {}
+        schema.add_field(name, kinds[kind], nullable=True, **extra)
+    if width == layout.full_width:
+        schema.add_field("local", DataType.VARCHAR, max_length=LOCAL_MAX)
+    return schema
+
+
+def describe_fields(description: Mapping[str, Any]) -> dict[str, str]:
+    """{field: 'type[/dim]'} from describe_collection, for comparing schemas."""
+    out = {}
+    for item in description.get("fields", []):
+        kind = getattr(item["type"], "name", str(item["type"])).lower()
+        dim = item.get("params", {}).get("dim")
+        out[item["name"]] = f"{kind}/{dim}" if dim else kind
+    return out
+
+
+def schema_difference(expected: Mapping[str, str], actual: Mapping[str, str]) -> list[str]:
+    problems = []
+    for name, kind in expected.items():
+        if name not in actual:
+            problems.append(f"field '{name}' ({kind}) is missing")
+        elif actual[name] != kind:
+            problems.append(f"field '{name}' is {actual[name]}, expected {kind}")
+    problems += [f"unexpected field '{name}' ({kind})" for name, kind in actual.items()
+                 if name not in expected]
+    return problems
+
+
+def attrs_from_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    names = {"varchar": "varchar", "int64": "int64", "double": "double", "bool": "bool"}
+    return {n: names[k] for n, k in fields.items() if n not in RESERVED and k in names}

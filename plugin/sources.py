@@ -1,0 +1,134 @@
+"""Where items come from: a JSONL manifest, a Parquet file with the same columns, or a
+folder of images. Each yields numbered raw records from a given offset, so a resumed run
+skips exactly what its checkpoint committed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from encoders.errors import BackendMissingError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    line: int  # 1-based position in the source (line, row, or file number)
+    data: dict[str, Any] | None
+    error: str | None = None  # why the line could not be parsed
+
+
+class Source(ABC):
+    """root: the folder that relative image paths are resolved against (and confined to)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @abstractmethod
+    def records(self, start_after: int = 0) -> Iterator[RawRecord]:
+        """Records whose line number is greater than start_after."""
+
+    def fingerprint(self) -> str:
+        """Content hash: a changed source is processed again (unchanged items are skipped)."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+
+
+class JsonlSource(Source):
+    def records(self, start_after: int = 0) -> Iterator[RawRecord]:
+        with open(self.path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number <= start_after or not raw.strip():
+                    continue
+                try:
+                    data = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    yield RawRecord(number, None, "line is not valid UTF-8")
+                    continue
+                except json.JSONDecodeError as exc:
+                    yield RawRecord(number, None, f"not valid JSON ({exc.msg})")
+                    continue
+                if not isinstance(data, dict):
+                    yield RawRecord(number, None, "line is not a JSON object")
+                    continue
+                yield RawRecord(number, data)
+
+
+class ParquetSource(Source):
+    def records(self, start_after: int = 0) -> Iterator[RawRecord]:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise BackendMissingError("pyarrow (Parquet manifests)",
+                                      "pip install 'mmsearch[parquet]'") from None
+        number = 0
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                if number <= start_after:
+                    continue
+                attrs = row.get("attrs")
+                if isinstance(attrs, str):  # attrs stored as a JSON string column
+                    try:
+                        row["attrs"] = json.loads(attrs)
+                    except json.JSONDecodeError:
+                        yield RawRecord(number, None, "attrs column is not valid JSON")
+                        continue
+                elif isinstance(attrs, list):  # a map column arrives as key/value pairs
+                    row["attrs"] = dict(attrs)
+                yield RawRecord(number, row)
+
+
+class FolderSource(Source):
+    """Every image file under the folder (sorted): id = relative path, text = a sibling
+    `<stem>.txt` if present."""
+
+    @property
+    def root(self) -> Path:
+        return self.path
+
+    def _files(self) -> list[Path]:
+        return sorted(p for p in self.path.rglob("*")
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def records(self, start_after: int = 0) -> Iterator[RawRecord]:
+        for number, file in enumerate(self._files(), start=1):
+            if number <= start_after:
+                continue
+            relative = file.relative_to(self.path).as_posix()
+            caption = file.with_suffix(".txt")
+            text = caption.read_text(encoding="utf-8", errors="replace").strip() \
+                if caption.is_file() else None
+            yield RawRecord(number, {"id": relative, "image": relative, "text": text or None})
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for file in self._files():
+            stat = file.stat()
+            digest.update(f"{file.relative_to(self.path)}:{stat.st_size}:{stat.st_mtime_ns}\n"
+                          .encode())
+        return digest.hexdigest()
+
+
+def open_source(path: Path) -> Source:
+    path = Path(path)
+    if path.is_dir():
+        return FolderSource(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist")
+    if path.suffix.lower() == ".parquet":
+        return ParquetSource(path)
+    return JsonlSource(path)

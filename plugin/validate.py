@@ -1,0 +1,131 @@
+"""Validation of one raw record at the edge: a Candidate, or a Rejection naming the field.
+
+Image decoding itself is checked by the encoder (its InputProblems become rejections too);
+here: structure, types, paths confined to the manifest folder, duplicates, attr types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugin.schema import ID_MAX, LABEL_MAX, check_attr_value
+from plugin.sources import RawRecord
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Candidate:
+    line: int
+    id: str
+    image: bytes | None
+    text: str | None
+    label: str | None
+    attrs: dict[str, Any]
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    line: int
+    id: str | None
+    field: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "id": self.id, "field": self.field, "reason": self.reason}
+
+
+def content_hash(image: bytes | None, text: str | None, label: str | None,
+                 attrs: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    digest.update(hashlib.sha256(image).digest() if image is not None else b"-")
+    # ASCII-escaped JSON: stable, and defined even for text the encoder will reject
+    digest.update(json.dumps([text, label, dict(sorted(attrs.items()))]).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class RecordValidator:
+    """Stateful across a run: remembers ids already seen to reject duplicates."""
+
+    root: Path
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def remember(self, record_id: str, line: int) -> None:
+        self.seen.setdefault(record_id, line)
+
+    def validate(self, raw: RawRecord) -> Candidate | Rejection:
+        if raw.data is None:
+            return Rejection(raw.line, None, "line", raw.error or "unreadable")
+        data = raw.data
+        record_id = data.get("id")
+        if not isinstance(record_id, str) or not record_id.strip():
+            return Rejection(raw.line, None, "id", "missing or not a non-empty string")
+        if len(record_id.encode()) > ID_MAX:
+            return Rejection(raw.line, record_id[:80], "id", f"longer than {ID_MAX} bytes")
+        first = self.seen.get(record_id)
+        if first is not None and first != raw.line:
+            return Rejection(raw.line, record_id, "id",
+                             f"duplicate id in this manifest (first on line {first})")
+        self.seen[record_id] = raw.line
+        return self._fields(raw.line, record_id, data)
+
+    def _fields(self, line: int, record_id: str, data: Mapping[str, Any]
+                ) -> Candidate | Rejection:
+        text = data.get("text")
+        if text is not None and not isinstance(text, str):
+            return Rejection(line, record_id, "text", "must be a string or null")
+        label = data.get("label")
+        if label is not None and not isinstance(label, str):
+            return Rejection(line, record_id, "label", "must be a string or null")
+        if label is not None and len(label.encode()) > LABEL_MAX:
+            return Rejection(line, record_id, "label", f"longer than {LABEL_MAX} bytes")
+        attrs = data.get("attrs") or {}
+        if not isinstance(attrs, dict):
+            return Rejection(line, record_id, "attrs", "must be an object or null")
+        image_path = data.get("image")
+        if image_path is None and text is None:
+            return Rejection(line, record_id, "image,text", "item has neither image nor text")
+        image = None
+        if image_path is not None:
+            loaded = self._read_image(image_path)
+            if isinstance(loaded, str):
+                return Rejection(line, record_id, "image", loaded)
+            image = loaded
+        return Candidate(line, record_id, image, text, label, attrs,
+                         content_hash(image, text, label, attrs))
+
+    def _read_image(self, image_path: Any) -> bytes | str:
+        """The file's bytes, or the reason it cannot be used."""
+        if not isinstance(image_path, str) or not image_path:
+            return "must be a relative path string or null"
+        relative = Path(image_path)
+        if relative.is_absolute():
+            return f"absolute path {image_path!r}: paths must be relative to the manifest"
+        root = self.root.resolve()
+        resolved = (root / relative).resolve()
+        if not resolved.is_relative_to(root):
+            return f"path {image_path!r} escapes the manifest folder"
+        if not resolved.is_file():
+            return f"file not found: {image_path}"
+        size = resolved.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            return f"file is {size} bytes, over the {MAX_IMAGE_BYTES} byte limit"
+        return resolved.read_bytes()
+
+
+def check_attrs(candidate: Candidate, schema: Mapping[str, str]) -> Rejection | None:
+    for name, value in candidate.attrs.items():
+        if name not in schema:
+            return Rejection(candidate.line, candidate.id, f"attrs.{name}",
+                             f"not a field of the collection (fields: {sorted(schema)})")
+        reason = check_attr_value(name, value, schema[name])
+        if reason:
+            return Rejection(candidate.line, candidate.id, f"attrs.{name}", reason)
+    return None

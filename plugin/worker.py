@@ -1,0 +1,256 @@
+"""The ingestion worker: validate -> batch -> encode once -> upsert every width -> checkpoint.
+
+Order inside a batch: smaller widths first, the full-width collection last, then the
+dead-letter lines, then the checkpoint. The full-width collection's content_hash is what
+"unchanged" is judged by, so an item counts as stored only once every width has it; a crash
+anywhere replays the batch, and upsert by primary key makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from encoders.runtimes.base import Embeddings, Encoder
+from plugin.collections import ensure_collections, existing_attrs
+from plugin.connection import Retrying
+from plugin.index_spec import IndexSpec
+from plugin.metrics import WorkerMetrics
+from plugin.schema import Layout, attr_type_of
+from plugin.sources import RawRecord, Source
+from plugin.state import Checkpoint, StateStore
+from plugin.validate import Candidate, RecordValidator, Rejection, check_attrs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like i/N, got {text!r}") from None
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"--shard {text}: need 0 <= i < N")
+        return cls(index, count)
+
+    def owns(self, record: RawRecord) -> bool:
+        """sha1(id) mod N == i (stable across machines); records without a usable id go to
+        shard 0 so they are dead-lettered exactly once."""
+        record_id = record.data.get("id") if record.data else None
+        if not isinstance(record_id, str):
+            return self.index == 0
+        return int(hashlib.sha1(record_id.encode()).hexdigest(), 16) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    layout: Layout
+    specs: Mapping[int, IndexSpec]
+    state_dir: Any
+    batch_size: int = 64
+    shard: Shard = field(default_factory=Shard)
+    declared_attrs: Mapping[str, str] | None = None
+    progress: bool = True
+
+
+@dataclass
+class IngestSummary:
+    ingested: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    already_finished: bool = False
+
+    def line(self) -> str:
+        if self.already_finished:
+            return "already finished: nothing to do (the manifest has not changed)"
+        return f"ingested {self.ingested}, unchanged {self.unchanged}, rejected {self.rejected}"
+
+
+def encode_local(local: np.ndarray, has_image: bool) -> str:
+    """Base64 of fp16 local features; "" (masked) for items without an image."""
+    return base64.b64encode(local.astype("<f2").tobytes()).decode() if has_image else ""
+
+
+def infer_attrs(candidates: list[Candidate]) -> dict[str, str]:
+    """First-seen type per attr name; fixed from then on by the collection schema."""
+    attrs: dict[str, str] = {}
+    for candidate in candidates:
+        for name, value in candidate.attrs.items():
+            kind = attr_type_of(value)
+            if kind is not None and name not in attrs:
+                attrs[name] = kind
+    return attrs
+
+
+class IngestWorker:
+    def __init__(self, encoder: Encoder, milvus: Retrying, options: IngestOptions,
+                 metrics: WorkerMetrics | None = None) -> None:
+        self.encoder = encoder
+        self.milvus = milvus
+        self.options = options
+        self.metrics = metrics
+        self.attrs: dict[str, str] | None = None
+        if metrics is not None:
+            milvus.on_retry = metrics.retries.inc
+
+    def _ensure(self, attrs: Mapping[str, str]) -> None:
+        self.milvus.call("create collections", lambda c: ensure_collections(
+            c, self.options.layout, attrs, self.encoder.model_id, self.options.specs))
+        self.attrs = dict(attrs)
+
+    def _batches(self, source: Source, start_after: int
+                 ) -> Iterator[tuple[list[RawRecord], int]]:
+        """(records of this shard, last line covered) in groups of batch_size."""
+        batch: list[RawRecord] = []
+        last = start_after
+        for record in source.records(start_after):
+            last = record.line
+            if self.options.shard.owns(record):
+                batch.append(record)
+            if len(batch) >= self.options.batch_size:
+                yield batch, last
+                batch = []
+        if batch or last > start_after:
+            yield batch, last
+
+    def run(self, source: Source) -> IngestSummary:
+        store = StateStore(self.options.state_dir, source.path, self.options.layout.base,
+                           str(self.options.shard))
+        fingerprint = source.fingerprint()
+        checkpoint = store.load()
+        if checkpoint and checkpoint.fingerprint == fingerprint and checkpoint.finished:
+            log.info("%s: already finished for base %s", source.path, self.options.layout.base)
+            return IngestSummary(already_finished=True)
+        if checkpoint and checkpoint.fingerprint != fingerprint:
+            log.warning("%s changed since the last run: processing it again from line 1 "
+                        "(unchanged items are skipped)", source.path)
+            checkpoint = None
+        checkpoint = checkpoint or Checkpoint(store.source, fingerprint,
+                                              self.options.layout.base, str(self.options.shard))
+        if checkpoint.offset:
+            log.info("resuming %s after line %d", source.path, checkpoint.offset)
+        validator = RecordValidator(source.root)
+        for raw in source.records(0):  # ids before the checkpoint, for duplicate detection
+            if raw.line > checkpoint.offset:
+                break
+            if raw.data and isinstance(raw.data.get("id"), str):
+                validator.remember(raw.data["id"], raw.line)
+        self._start_schema()
+        store.open_deadletter(checkpoint.deadletter_bytes)
+        try:
+            self._loop(source, store, checkpoint, validator)
+        finally:
+            store.close()
+        counts = checkpoint.counts
+        return IngestSummary(counts["ingested"], counts["unchanged"], counts["rejected"])
+
+    def _start_schema(self) -> None:
+        existing = self.milvus.call("describe collections",
+                                    lambda c: existing_attrs(c, self.options.layout))
+        declared = self.options.declared_attrs
+        if declared is not None or existing is not None:
+            self._ensure(declared if declared is not None else existing)
+
+    def _loop(self, source: Source, store: StateStore, checkpoint: Checkpoint,
+              validator: RecordValidator) -> None:
+        bar = tqdm(desc=f"ingest {source.path.name}", unit="item",
+                   disable=not self.options.progress)
+        for records, last_line in self._batches(source, checkpoint.offset):
+            started = time.perf_counter()
+            outcome = self._process(records, validator)
+            for rejection in outcome["rejections"]:
+                store.reject(rejection, str(source.path))
+                if self.metrics:
+                    self.metrics.rejected.labels(rejection.field).inc()
+            for key in ("ingested", "unchanged"):
+                checkpoint.counts[key] += outcome[key]
+            checkpoint.counts["rejected"] += len(outcome["rejections"])
+            checkpoint.offset = last_line
+            store.commit(checkpoint)
+            bar.update(len(records))
+            bar.set_postfix(checkpoint.counts)
+            if self.metrics:
+                self.metrics.read.inc(len(records))
+                self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        bar.close()
+        for width in self.options.layout.widths:
+            if self.attrs is not None:
+                alias = self.options.layout.alias(width)
+                self.milvus.call("flush", lambda c, a=alias: c.flush(a))
+        checkpoint.finished = True
+        store.commit(checkpoint)
+
+    def _process(self, records: list[RawRecord], validator: RecordValidator) -> dict[str, Any]:
+        rejections: list[Rejection] = []
+        candidates: list[Candidate] = []
+        for record in records:
+            result = validator.validate(record)
+            (rejections if isinstance(result, Rejection) else candidates).append(result)
+        if candidates and self.attrs is None:
+            self._ensure(infer_attrs(candidates))
+        if self.attrs is not None:
+            checked = [(c, check_attrs(c, self.attrs)) for c in candidates]
+            rejections += [r for _, r in checked if r is not None]
+            candidates = [c for c, r in checked if r is None]
+        changed, unchanged = self._split_unchanged(candidates)
+        ingested = 0
+        if changed:
+            embeddings = self.encoder.encode_items([c.image for c in changed],
+                                                   [c.text for c in changed],
+                                                   [c.id for c in changed])
+            rejections += [Rejection(changed[p.index].line, p.item, p.field, p.reason)
+                           for p in embeddings.problems]
+            ingested = self._write([changed[i] for i in embeddings.indices], embeddings)
+            if self.metrics:
+                self.metrics.encoded.inc(len(embeddings.indices))
+        return {"rejections": sorted(rejections, key=lambda r: r.line), "ingested": ingested,
+                "unchanged": unchanged}
+
+    def _split_unchanged(self, candidates: list[Candidate]) -> tuple[list[Candidate], int]:
+        if not candidates:
+            return [], 0
+        alias = self.options.layout.alias(self.options.layout.full_width)
+        ids = [c.id for c in candidates]
+        expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
+        rows = self.milvus.call("query hashes", lambda c: c.query(
+            alias, filter=expression, output_fields=["id", "content_hash"]))
+        stored = {row["id"]: row["content_hash"] for row in rows}
+        changed = [c for c in candidates if stored.get(c.id) != c.content_hash]
+        return changed, len(candidates) - len(changed)
+
+    def _write(self, items: list[Candidate], embeddings: Embeddings) -> int:
+        if not items:
+            return 0
+        layout = self.options.layout
+        attr_names = sorted(self.attrs or {})
+        base_rows = [{"id": c.id, "label": c.label, "content_hash": c.content_hash,
+                      **{name: c.attrs.get(name) for name in attr_names}} for c in items]
+        for width in layout.widths:  # full width last: it is the "stored" marker
+            vectors = embeddings.at_width(width)
+            rows = [{**row, "vector": vectors[i].tolist()} for i, row in enumerate(base_rows)]
+            if width == layout.full_width:
+                for i, row in enumerate(rows):
+                    row["local"] = encode_local(embeddings.local[i], bool(embeddings.has_local[i]))
+            alias = layout.alias(width)
+            self.milvus.call(f"upsert {alias}", lambda c, a=alias, r=rows: c.upsert(a, r))
+            if self.metrics:
+                self.metrics.written.labels(str(width)).inc(len(rows))
+        return len(items)

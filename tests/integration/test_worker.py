@@ -1,0 +1,177 @@
+"""The worker against real Milvus Lite: every width, typed attrs, idempotence, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from encoders import load_encoder
+from encoders.errors import ModelMismatchError
+from plugin.collections import SchemaMismatchError, count, ensure_collections
+from plugin.connection import MilvusTarget, Retrying
+from plugin.index_spec import specs_for
+from plugin.schema import Layout
+from plugin.sources import open_source
+from plugin.worker import IngestOptions, IngestWorker, Shard
+from tests.integration.conftest import write_items
+
+WIDTHS = (8, 16, 32)
+
+
+@pytest.fixture(scope="module")
+def encoder(models_dir: Path):  # noqa: ANN201
+    return load_encoder("onnx", export_dir=models_dir / "export" / "tiny", batch_size=8)
+
+
+def make_worker(encoder, tmp_path: Path, base: str = "items", shard: Shard | None = None,  # noqa: ANN001
+                declared: dict | None = None) -> tuple[IngestWorker, Retrying]:
+    milvus = Retrying(MilvusTarget(str(tmp_path / "milvus.db")))
+    options = IngestOptions(Layout(base, WIDTHS), specs_for(WIDTHS, {}), tmp_path / "state",
+                            batch_size=8, shard=shard or Shard(), declared_attrs=declared,
+                            progress=False)
+    return IngestWorker(encoder, milvus, options), milvus
+
+
+def ids_in(milvus: Retrying, alias: str) -> list[str]:
+    return sorted(r["id"] for r in milvus.client.query(alias, filter='id != ""',
+                                                          output_fields=["id"], limit=16384))
+
+
+def test_ingest_writes_every_width_with_typed_attrs(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    manifest = write_items(tmp_path / "data", 30)
+    worker, milvus = make_worker(encoder, tmp_path)
+    summary = worker.run(open_source(manifest))
+    assert (summary.ingested, summary.unchanged, summary.rejected) == (30, 0, 0)
+    expected = sorted(f"item-{i}" for i in range(30))
+    for width in WIDTHS:
+        assert ids_in(milvus, f"items_d{width}") == expected
+        row = milvus.client.query(f"items_d{width}", filter='id == "item-4"',
+                                  output_fields=["vector", "category", "rank", "score", "flag"])[0]
+        assert len(row["vector"]) == width
+        assert abs(np.linalg.norm(row["vector"]) - 1) < 1e-4
+        assert (row["category"], row["rank"], row["flag"]) == ("b", 4, True)
+        assert abs(row["score"] - 0.4) < 1e-9
+    # filters work on typed attrs
+    hits = milvus.client.query("items_d8", filter='category == "a" and rank >= 9',
+                               output_fields=["id"])
+    assert sorted(h["id"] for h in hits) == [f"item-{i}" for i in (12, 15, 18, 21, 24, 27, 9)]
+    local = milvus.client.query("items_d32", filter='id == "item-0"', output_fields=["local"])
+    cells = np.frombuffer(base64.b64decode(local[0]["local"]), dtype="<f2").reshape(4, 8)
+    np.testing.assert_allclose(np.linalg.norm(cells.astype(np.float32), axis=1), 1, atol=2e-3)
+    # the stored full-width vector is what the encoder gives for that item
+    item = json.loads(manifest.read_text().splitlines()[0])
+    fresh = encoder.encode_items([(manifest.parent / item["image"]).read_bytes()], [item["text"]])
+    stored = milvus.client.query("items_d32", filter='id == "item-0"', output_fields=["vector"])
+    np.testing.assert_allclose(stored[0]["vector"], fresh.at_width(32)[0], atol=1e-5)
+
+
+def test_rerun_is_a_noop_and_changed_content_is_replaced(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    manifest = write_items(tmp_path / "data", 12)
+    worker, milvus = make_worker(encoder, tmp_path)
+    worker.run(open_source(manifest))
+    assert make_worker(encoder, tmp_path)[0].run(open_source(manifest)).already_finished
+    lines = manifest.read_text().splitlines()
+    changed = json.loads(lines[3])
+    changed["text"] = "a green heart"
+    lines[3] = json.dumps(changed)
+    manifest.write_text("\n".join(lines) + "\n")
+    summary = make_worker(encoder, tmp_path)[0].run(open_source(manifest))
+    assert (summary.ingested, summary.unchanged) == (1, 11)
+    for width in WIDTHS:
+        assert count(milvus.client, f"items_d{width}") == 12
+
+
+def test_bad_records_are_dead_lettered_and_good_ones_ingested(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    data = tmp_path / "data"
+    manifest = write_items(data, 6)
+    (data / "broken.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "outside.png").write_bytes((data / "img" / "item-0.png").read_bytes())
+    bad = [
+        b'{"id": "unreadable", "image": "broken.png", "text": "x"}',
+        b'{"id": "missing", "image": "img/nope.png"}',
+        b'{"id": "escape", "image": "../outside.png"}',
+        b'{"id": "absolute", "image": "/etc/hostname"}',
+        b'{"id": "badattr", "text": "red face", "attrs": {"rank": "high"}}',
+        b'{"id": "nested", "text": "red face", "attrs": {"category": {"x": 1}}}',
+        b'{"id": "newattr", "text": "red face", "attrs": {"colour": "red"}}',
+        b'{"id": "item-2", "text": "duplicate of line 3"}',
+        b'{"id": "surrogate", "text": "\\ud800"}',
+        b'{"id": "empty", "text": "   "}',
+        b'{"id": "nothing", "image": null, "text": null}',
+        b'{"id": 5, "text": "number id"}',
+        b'{"text": "no id"}',
+        b'["not", "an", "object"]',
+        b'{"id": "latin1", "text": "caf\xe9"}',
+        b'{"id": "truncated json", ',
+    ]
+    with open(manifest, "ab") as handle:
+        handle.write(b"\n".join(bad) + b"\n")
+    worker, milvus = make_worker(encoder, tmp_path)
+    summary = worker.run(open_source(manifest))
+    assert (summary.ingested, summary.rejected) == (6, len(bad))
+    dead = [json.loads(line) for line in
+            next((tmp_path / "state" / "deadletter").glob("*.jsonl")).read_text().splitlines()]
+    by_line = {d["line"]: d for d in dead}
+    expect = {7: ("image", "decodable"), 8: ("image", "not found"), 9: ("image", "escapes"),
+              10: ("image", "absolute"), 11: ("attrs.rank", "conflicts"),
+              12: ("attrs.category", "unsupported"), 13: ("attrs.colour", "not a field"),
+              14: ("id", "duplicate id in this manifest (first on line 3)"),
+              15: ("text", "surrogates"), 16: ("text", "empty"), 17: ("image,text", "neither"),
+              18: ("id", "missing"), 19: ("id", "missing"), 20: ("line", "not a JSON object"),
+              21: ("line", "UTF-8"), 22: ("line", "not valid JSON")}
+    assert set(by_line) == set(expect)
+    for line, (field, reason) in expect.items():
+        assert by_line[line]["field"] == field, by_line[line]
+        assert reason in by_line[line]["reason"], by_line[line]
+    assert by_line[7]["id"] == "unreadable" and by_line[7]["source"].endswith("items.jsonl")
+    assert ids_in(milvus, "items_d8") == [f"item-{i}" for i in range(6)]
+
+
+def test_existing_collection_with_other_schema_is_not_touched(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    milvus = Retrying(MilvusTarget(str(tmp_path / "milvus.db")))
+    milvus.client.create_collection("items_d16_v1", dimension=12)
+    milvus.client.create_alias("items_d16_v1", "items_d16")
+    worker, _ = make_worker(encoder, tmp_path)
+    with pytest.raises(SchemaMismatchError, match="items_d16.*exists with another schema"):
+        worker.run(open_source(write_items(tmp_path / "data", 3)))
+    assert count(milvus.client, "items_d16") == 0
+
+
+def test_collections_built_by_another_model_are_refused(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    milvus = Retrying(MilvusTarget(str(tmp_path / "milvus.db")))
+    ensure_collections(milvus.client, Layout("items", WIDTHS), {}, "someothermodel",
+                       specs_for(WIDTHS, {}))
+    worker, _ = make_worker(encoder, tmp_path, declared={})
+    with pytest.raises(ModelMismatchError, match="someothermodel"):
+        worker.run(open_source(write_items(tmp_path / "data", 3)))
+
+
+def test_shards_split_a_manifest_exactly(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    manifest = write_items(tmp_path / "data", 20)
+    totals = 0
+    for index in range(3):
+        worker, milvus = make_worker(encoder, tmp_path, shard=Shard(index, 3))
+        totals += worker.run(open_source(manifest)).ingested
+    assert totals == 20
+    assert ids_in(milvus, "items_d32") == sorted(f"item-{i}" for i in range(20))
+
+
+def test_parquet_and_image_folder_sources(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    manifest = write_items(tmp_path / "data", 5)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for row in rows:
+        row["attrs"] = json.dumps(row["attrs"])
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "items.parquet")
+    worker, milvus = make_worker(encoder, tmp_path, base="pq")
+    assert worker.run(open_source(tmp_path / "data" / "items.parquet")).ingested == 5
+    (tmp_path / "data" / "img" / "item-1.txt").write_text("a caption")
+    worker, _ = make_worker(encoder, tmp_path, base="folder")
+    assert worker.run(open_source(tmp_path / "data" / "img")).ingested == 5
+    assert ids_in(milvus, "folder_d8") == [f"item-{i}.png" for i in range(5)]
