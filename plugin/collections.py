@@ -80,6 +80,7 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
         description = describe_or_none(client, alias)
         if description is not None:
             _verify(description, layout, width, attrs, model_id)
+            ensure_loaded(client, alias)
             continue
         physical = layout.physical(width)
         if not client.has_collection(physical):
@@ -90,6 +91,14 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
         client.create_alias(physical, alias)
         created.append(alias)
     return created
+
+
+def ensure_loaded(client: Any, name: str) -> None:
+    """Load a released collection (a DBA's release, or a process killed while creating it):
+    queries and searches need it loaded."""
+    state = client.get_load_state(name).get("state")
+    if "Loaded" not in str(state):
+        client.load_collection(name)
 
 
 def count(client: Any, name: str) -> int:

@@ -75,6 +75,9 @@ class Retrying:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.on_retry = on_retry
+        # runs on every fresh connection after a failure, e.g. to re-load collections that a
+        # restarted server brings back released
+        self.on_reconnect: Callable[[Any], None] | None = None
         self.client = self._connect()
 
     def _connect(self) -> Any:
@@ -91,6 +94,8 @@ class Retrying:
             try:
                 if self.client is None:
                     self.client = connect(self.target)
+                    if self.on_reconnect is not None:
+                        self.on_reconnect(self.client)
                 return fn(self.client)
             except Exception as exc:
                 if not is_unavailable(exc):

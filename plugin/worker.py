@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from encoders.errors import ConfigError
 from encoders.runtimes.base import Embeddings, Encoder
-from plugin.collections import ensure_collections, existing_attrs
+from plugin.collections import ensure_collections, ensure_loaded, existing_attrs
 from plugin.connection import Retrying
 from plugin.index_spec import IndexSpec
 from plugin.metrics import WorkerMetrics
@@ -100,6 +101,13 @@ def infer_attrs(candidates: list[Candidate]) -> dict[str, str]:
     return attrs
 
 
+def check_widths(widths: tuple[int, ...], encoder: Encoder) -> None:
+    """The last configured width is the full-width collection: it must be the model's."""
+    if widths[-1] != encoder.config.width_max:
+        raise ConfigError("widths", f"{list(widths)} must end at the model's width "
+                          f"{encoder.config.width_max} (model {encoder.config.name})")
+
+
 class IngestWorker:
     def __init__(self, encoder: Encoder, milvus: Retrying, options: IngestOptions,
                  metrics: WorkerMetrics | None = None) -> None:
@@ -108,8 +116,15 @@ class IngestWorker:
         self.options = options
         self.metrics = metrics
         self.attrs: dict[str, str] | None = None
+        check_widths(options.layout.widths, encoder)
+        milvus.on_reconnect = self._reload
         if metrics is not None:
             milvus.on_retry = metrics.retries.inc
+
+    def _reload(self, client: Any) -> None:
+        if self.attrs is not None:
+            for width in self.options.layout.widths:
+                ensure_loaded(client, self.options.layout.alias(width))
 
     def _ensure(self, attrs: Mapping[str, str]) -> None:
         self.milvus.call("create collections", lambda c: ensure_collections(

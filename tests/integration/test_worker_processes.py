@@ -1,0 +1,130 @@
+"""Real processes: SIGKILL the worker anywhere, stop the Milvus server mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plugin.collections import count, ensure_loaded
+from plugin.connection import MilvusTarget, connect
+from tests.integration.conftest import write_items
+
+WIDTHS = "8,16,32"
+
+
+def worker_command(manifest: Path, uri: str, state: Path, models_dir: Path,
+                   batch: int = 4) -> list[str]:
+    return [sys.executable, "-m", "mmsearch.cli", "ingest", "--manifest", str(manifest),
+            "--base", "items", "--uri", uri, "--state-dir", str(state),
+            "--models-dir", str(models_dir), "--model", "tiny", "--batch-size", str(batch),
+            "--no-progress"]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "MMSEARCH_WIDTHS": WIDTHS, "PYTHONUNBUFFERED": "1"}
+
+
+def checkpoint(state: Path) -> dict:
+    files = list((state / "checkpoints").glob("*.json"))
+    return json.loads(files[0].read_text()) if files else {"offset": 0, "finished": False}
+
+
+def assert_complete(uri: str, count_expected: int) -> None:
+    client = connect(MilvusTarget(uri))
+    expected = {f"item-{i}" for i in range(count_expected)}
+    for width in WIDTHS.split(","):
+        alias = f"items_d{width}"
+        ensure_loaded(client, alias)  # Lite does not keep the load state across a reopen
+        rows = client.query(alias, filter='id != ""', output_fields=["id"], limit=16384)
+        ids = [r["id"] for r in rows]
+        assert len(ids) == len(set(ids)), f"duplicates in {alias}"
+        assert set(ids) == expected, f"{alias}: {len(expected - set(ids))} missing"
+        assert count(client, alias) == count_expected
+    client.close()
+
+
+def test_sigkill_at_ten_random_points_loses_nothing(models_dir: Path, tmp_path: Path) -> None:
+    # sized so a whole run (~15 s of batches of 2) outlasts the kills (measured here)
+    items = 3000
+    manifest = write_items(tmp_path / "data", items)
+    uri, state = str(tmp_path / "milvus.db"), tmp_path / "state"
+    rng = random.Random(20261123)
+    offsets = []
+    for _ in range(10):
+        proc = subprocess.Popen(worker_command(manifest, uri, state, models_dir, batch=2),
+                                env=env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 4.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        offsets.append(checkpoint(state)["offset"])
+    assert offsets == sorted(offsets)
+    mid_run = [offset for offset in offsets if 0 < offset < items]
+    assert len(mid_run) >= 5, f"too few kills landed mid-run: {offsets}"
+    done = subprocess.run(worker_command(manifest, uri, state, models_dir), env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert checkpoint(state)["finished"]
+    assert_complete(uri, items)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_lite_server(data_dir: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["milvus-lite", "server", "--data-dir", str(data_dir), "--host",
+                             "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("milvus-lite server did not start in 60 s")
+
+
+def test_milvus_server_stopped_mid_run_then_started_again(models_dir: Path,
+                                                          tmp_path: Path) -> None:
+    items = 300
+    manifest = write_items(tmp_path / "data", items)
+    port = free_port()
+    uri, state, data_dir = f"http://127.0.0.1:{port}", tmp_path / "state", tmp_path / "lite"
+    server = start_lite_server(data_dir, port)
+    worker = subprocess.Popen(worker_command(manifest, uri, state, models_dir), env=env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while checkpoint(state)["offset"] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        time.sleep(2.0)
+        server = start_lite_server(data_dir, port)
+        _, err = worker.communicate(timeout=300)
+        if worker.returncode == 3:  # gave up after its retries: the documented message
+            assert "re-run the same command to resume" in err
+            again = subprocess.run(worker_command(manifest, uri, state, models_dir), env=env(),
+                                   capture_output=True, text=True, timeout=300)
+            assert again.returncode == 0, again.stderr[-2000:]
+        else:
+            assert worker.returncode == 0, err[-2000:]
+            assert "Milvus unavailable during" in err  # it did retry
+        assert_complete(uri, items)
+    finally:
+        worker.kill()
+        server.kill()
+        server.wait()
