@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ def layout_of(config: Config, base: str | None) -> Layout:
 def _ingest_one(worker: IngestWorker, path: Path) -> None:
     summary = worker.run(open_source(path))
     print(f"{path}: {summary.line()}")
+    if summary.stage_seconds:
+        log.info("seconds per stage: %s", summary.stage_seconds)
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
@@ -79,18 +81,21 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def watch(worker: IngestWorker, folder: Path, poll_seconds: float) -> None:
-    """Process each new or changed manifest in the folder once; runs until interrupted.
-    Files are taken once their size has been stable for one poll (no half-written files)."""
+def watch(worker: IngestWorker, folder: Path, poll_seconds: float,
+          stop: threading.Event | None = None) -> None:
+    """Process each new or changed manifest in the folder once; runs until interrupted
+    (or `stop` is set). A file is taken once its size held still for one poll, so a
+    half-copied manifest is never read; a finished, unchanged one returns at once."""
     sizes: dict[Path, int] = {}
+    stop = stop or threading.Event()
     log.info("watching %s for manifests (*.jsonl, *.parquet)", folder)
-    while True:
+    while not stop.is_set():
         for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*.parquet")]):
             size = path.stat().st_size
             if sizes.get(path) == size:
                 _ingest_one(worker, path)  # a finished, unchanged manifest returns at once
             sizes[path] = size
-        time.sleep(poll_seconds)
+        stop.wait(poll_seconds)
 
 
 def cmd_collections(args: argparse.Namespace, config: Config) -> int:

@@ -6,6 +6,7 @@ The token comes from config (env or file) and is handed to pymilvus only; it is 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ class Retrying:
         # runs on every fresh connection after a failure, e.g. to re-load collections that a
         # restarted server brings back released
         self.on_reconnect: Callable[[Any], None] | None = None
+        self._lock = threading.Lock()  # the worker's encoder and writer threads share this
         self.client = self._connect()
 
     def _connect(self) -> Any:
@@ -88,15 +90,20 @@ class Retrying:
                 return None  # the first call() retries the connection
             raise
 
+    def _current(self) -> Any:
+        with self._lock:
+            if self.client is None:
+                client = connect(self.target)
+                if self.on_reconnect is not None:
+                    self.on_reconnect(client)
+                self.client = client
+            return self.client
+
     def call(self, what: str, fn: Callable[[Any], T]) -> T:
         delay = self.base_delay
         for attempt in range(1, self.attempts + 1):
             try:
-                if self.client is None:
-                    self.client = connect(self.target)
-                    if self.on_reconnect is not None:
-                        self.on_reconnect(self.client)
-                return fn(self.client)
+                return fn(self._current())
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise

@@ -14,6 +14,8 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,12 +74,24 @@ class IngestOptions:
     progress: bool = True
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch encoded and ready to write: what the writer thread needs, nothing more."""
+
+    records: int
+    rejections: list[Rejection]
+    items: list[Candidate]
+    embeddings: Embeddings | None
+    unchanged: int
+
+
 @dataclass
 class IngestSummary:
     ingested: int = 0
     unchanged: int = 0
     rejected: int = 0
     already_finished: bool = False
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         if self.already_finished:
@@ -116,10 +130,19 @@ class IngestWorker:
         self.options = options
         self.metrics = metrics
         self.attrs: dict[str, str] | None = None
+        self.stages: dict[str, float] = {}  # seconds per stage, for the summary and benchmarks
         check_widths(options.layout.widths, encoder)
         milvus.on_reconnect = self._reload
         if metrics is not None:
             milvus.on_retry = metrics.retries.inc
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - started
 
     def _reload(self, client: Any) -> None:
         if self.attrs is not None:
@@ -127,8 +150,9 @@ class IngestWorker:
                 ensure_loaded(client, self.options.layout.alias(width))
 
     def _ensure(self, attrs: Mapping[str, str]) -> None:
-        self.milvus.call("create collections", lambda c: ensure_collections(
-            c, self.options.layout, attrs, self.encoder.model_id, self.options.specs))
+        with self._stage("create/verify collections"):
+            self.milvus.call("create collections", lambda c: ensure_collections(
+                c, self.options.layout, attrs, self.encoder.model_id, self.options.specs))
         self.attrs = dict(attrs)
 
     def _batches(self, source: Source, start_after: int
@@ -149,7 +173,8 @@ class IngestWorker:
     def run(self, source: Source) -> IngestSummary:
         store = StateStore(self.options.state_dir, source.path, self.options.layout.base,
                            str(self.options.shard))
-        fingerprint = source.fingerprint()
+        with self._stage("fingerprint source"):
+            fingerprint = source.fingerprint()
         checkpoint = store.load()
         if checkpoint and checkpoint.fingerprint == fingerprint and checkpoint.finished:
             log.info("%s: already finished for base %s", source.path, self.options.layout.base)
@@ -175,7 +200,8 @@ class IngestWorker:
         finally:
             store.close()
         counts = checkpoint.counts
-        return IngestSummary(counts["ingested"], counts["unchanged"], counts["rejected"])
+        return IngestSummary(counts["ingested"], counts["unchanged"], counts["rejected"],
+                             stage_seconds={k: round(v, 3) for k, v in self.stages.items()})
 
     def _start_schema(self) -> None:
         existing = self.milvus.call("describe collections",
@@ -186,58 +212,79 @@ class IngestWorker:
 
     def _loop(self, source: Source, store: StateStore, checkpoint: Checkpoint,
               validator: RecordValidator) -> None:
+        """Encode batch N+1 while a single writer thread upserts batch N and then commits
+        its checkpoint: batches are committed strictly in order, each only after Milvus
+        acknowledged all its widths; an error in the writer surfaces here and stops the run."""
         bar = tqdm(desc=f"ingest {source.path.name}", unit="item",
                    disable=not self.options.progress)
-        for records, last_line in self._batches(source, checkpoint.offset):
-            started = time.perf_counter()
-            outcome = self._process(records, validator)
-            for rejection in outcome["rejections"]:
-                store.reject(rejection, str(source.path))
-                if self.metrics:
-                    self.metrics.rejected.labels(rejection.field).inc()
-            for key in ("ingested", "unchanged"):
-                checkpoint.counts[key] += outcome[key]
-            checkpoint.counts["rejected"] += len(outcome["rejections"])
-            checkpoint.offset = last_line
-            store.commit(checkpoint)
-            bar.update(len(records))
-            bar.set_postfix(checkpoint.counts)
-            if self.metrics:
-                self.metrics.read.inc(len(records))
-                self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-writer") as writer:
+            pending: Future[None] | None = None
+            for records, last_line in self._batches(source, checkpoint.offset):
+                started = time.perf_counter()
+                batch = self._prepare(records, validator)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(self._commit, batch, last_line, source, store,
+                                        checkpoint, started)
+                bar.update(len(records))
+                bar.set_postfix(checkpoint.counts)
+            if pending is not None:
+                pending.result()
         bar.close()
         for width in self.options.layout.widths:
             if self.attrs is not None:
                 alias = self.options.layout.alias(width)
-                self.milvus.call("flush", lambda c, a=alias: c.flush(a))
+                with self._stage("final flush"):
+                    self.milvus.call("flush", lambda c, a=alias: c.flush(a))
         checkpoint.finished = True
         store.commit(checkpoint)
 
-    def _process(self, records: list[RawRecord], validator: RecordValidator) -> dict[str, Any]:
+    def _commit(self, batch: PreparedBatch, last_line: int, source: Source, store: StateStore,
+                checkpoint: Checkpoint, started: float) -> None:
+        ingested = self._write(batch.items, batch.embeddings) if batch.embeddings else 0
+        for rejection in batch.rejections:
+            store.reject(rejection, str(source.path))
+            if self.metrics:
+                self.metrics.rejected.labels(rejection.field).inc()
+        checkpoint.counts["ingested"] += ingested
+        checkpoint.counts["unchanged"] += batch.unchanged
+        checkpoint.counts["rejected"] += len(batch.rejections)
+        checkpoint.offset = last_line
+        with self._stage("checkpoint"):
+            store.commit(checkpoint)
+        if self.metrics:
+            self.metrics.read.inc(batch.records)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _prepare(self, records: list[RawRecord], validator: RecordValidator) -> PreparedBatch:
+        """Validate, look up stored hashes, encode what is new or changed (no writes)."""
         rejections: list[Rejection] = []
         candidates: list[Candidate] = []
-        for record in records:
-            result = validator.validate(record)
-            (rejections if isinstance(result, Rejection) else candidates).append(result)
+        with self._stage("read+validate"):
+            for record in records:
+                result = validator.validate(record)
+                (rejections if isinstance(result, Rejection) else candidates).append(result)
         if candidates and self.attrs is None:
             self._ensure(infer_attrs(candidates))
         if self.attrs is not None:
             checked = [(c, check_attrs(c, self.attrs)) for c in candidates]
             rejections += [r for _, r in checked if r is not None]
             candidates = [c for c, r in checked if r is None]
-        changed, unchanged = self._split_unchanged(candidates)
-        ingested = 0
-        if changed:
+        with self._stage("hash lookup"):
+            changed, unchanged = self._split_unchanged(candidates)
+        if not changed:
+            return PreparedBatch(len(records), sorted(rejections, key=lambda r: r.line), [],
+                                 None, unchanged)
+        with self._stage("encode"):
             embeddings = self.encoder.encode_items([c.image for c in changed],
                                                    [c.text for c in changed],
                                                    [c.id for c in changed])
-            rejections += [Rejection(changed[p.index].line, p.item, p.field, p.reason)
-                           for p in embeddings.problems]
-            ingested = self._write([changed[i] for i in embeddings.indices], embeddings)
-            if self.metrics:
-                self.metrics.encoded.inc(len(embeddings.indices))
-        return {"rejections": sorted(rejections, key=lambda r: r.line), "ingested": ingested,
-                "unchanged": unchanged}
+        rejections += [Rejection(changed[p.index].line, p.item, p.field, p.reason)
+                       for p in embeddings.problems]
+        if self.metrics:
+            self.metrics.encoded.inc(len(embeddings.indices))
+        return PreparedBatch(len(records), sorted(rejections, key=lambda r: r.line),
+                             [changed[i] for i in embeddings.indices], embeddings, unchanged)
 
     def _split_unchanged(self, candidates: list[Candidate]) -> tuple[list[Candidate], int]:
         if not candidates:
@@ -265,7 +312,8 @@ class IngestWorker:
                 for i, row in enumerate(rows):
                     row["local"] = encode_local(embeddings.local[i], bool(embeddings.has_local[i]))
             alias = layout.alias(width)
-            self.milvus.call(f"upsert {alias}", lambda c, a=alias, r=rows: c.upsert(a, r))
+            with self._stage(f"upsert d{width}"):
+                self.milvus.call(f"upsert {alias}", lambda c, a=alias, r=rows: c.upsert(a, r))
             if self.metrics:
                 self.metrics.written.labels(str(width)).inc(len(rows))
         return len(items)

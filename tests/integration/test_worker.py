@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,57 @@ def test_parquet_and_image_folder_sources(encoder, tmp_path: Path) -> None:  # n
     worker, _ = make_worker(encoder, tmp_path, base="folder")
     assert worker.run(open_source(tmp_path / "data" / "img")).ingested == 5
     assert ids_in(milvus, "folder_d8") == [f"item-{i}.png" for i in range(5)]
+
+
+def test_watch_processes_each_new_manifest_once(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    import threading
+
+    from plugin.commands import watch
+
+    inbox = tmp_path / "inbox"
+    write_items(inbox, 4, prefix="first").rename(inbox / "a.jsonl")
+    worker, milvus = make_worker(encoder, tmp_path)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(worker, inbox, 0.2, stop), daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 60
+        while count_or_zero(milvus, "items_d8") < 4 and time.time() < deadline:
+            time.sleep(0.2)
+        write_items(inbox, 3, seed=5, prefix="second").rename(inbox / "b.jsonl")
+        while count_or_zero(milvus, "items_d8") < 7 and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert ids_in(milvus, "items_d8") == sorted(
+        [f"first-{i}" for i in range(4)] + [f"second-{i}" for i in range(3)])
+    checkpoints = sorted((tmp_path / "state" / "checkpoints").glob("*.json"))
+    assert [json.loads(p.read_text())["finished"] for p in checkpoints] == [True, True]
+
+
+def count_or_zero(milvus: Retrying, alias: str) -> int:
+    return count(milvus.client, alias) if milvus.client.has_collection(alias) else 0
+
+
+def test_metrics_count_what_the_worker_did(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    from prometheus_client import CollectorRegistry
+
+    from plugin.metrics import WorkerMetrics
+
+    manifest = write_items(tmp_path / "data", 5)
+    with open(manifest, "a") as handle:
+        handle.write('{"id": "bad", "image": "img/missing.png"}\n')
+    registry = CollectorRegistry()
+    worker, _ = make_worker(encoder, tmp_path)
+    worker.metrics = WorkerMetrics.create(registry)
+    worker.run(open_source(manifest))
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    assert value("mmsearch_worker_records_read_total") == 6
+    assert value("mmsearch_worker_records_encoded_total") == 5
+    assert value("mmsearch_worker_records_written_total", width="32") == 5
+    assert value("mmsearch_worker_records_rejected_total", field="image") == 1
+    assert value("mmsearch_worker_batch_seconds_count") >= 1
