@@ -108,6 +108,9 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     enc_rate, e2e_rate = enc_items / enc_s, e2e_items / e2e_s
     ratio = e2e_rate / enc_rate
+    # once per base / per manifest, not per item: shown separately, never hidden
+    one_time = stages.get("create/verify collections", 0.0) + stages.get("final flush", 0.0)
+    steady_ratio = (e2e_items / (e2e_s - one_time)) / enc_rate
     rows = [("encoder only (read+validate+encode)", enc_items, enc_s, enc_rate),
             ("end to end (worker into Milvus Lite, 5 widths)", e2e_items, e2e_s, e2e_rate),
             (f"write path only ({args.synthetic} synthetic, batch 1000)", args.synthetic, syn_s,
@@ -119,13 +122,16 @@ def main() -> None:
     size = encoder.config.image_tower.input_size
     intro = (f"# Ingestion speed\n\nEmoji manifests (google + twitter, {e2e_items} items) into "
              f"Milvus Lite, ONNX Runtime CPU, batch {args.batch}, image {size}px. "
-             f"**End-to-end / encoder-only = {ratio:.3f}** (target >= 0.9). Peak RSS: "
+             f"**End-to-end / encoder-only = {ratio:.3f}** (target >= 0.9); without the "
+             f"one-time collection creation and final flush ({one_time:.1f} s): "
+             f"{steady_ratio:.3f}. Peak RSS: "
              f"{memory['self_mb']} MB (this process, incl. in-process Milvus Lite client), "
              f"{memory['children_mb']} MB (largest child: the Lite server).\n\n")
     write("ingest_speed", {"encoder_only": {"items": enc_items, "seconds": enc_s},
                            "end_to_end": {"items": e2e_items, "seconds": e2e_s,
                                           "stages": stages},
-                           "ratio": ratio, "peak_memory": memory,
+                           "ratio": ratio, "steady_state_ratio": steady_ratio,
+                           "one_time_seconds": one_time, "peak_memory": memory,
                            "synthetic_write_path": {"items": args.synthetic, "seconds": syn_s,
                                                     "stages": syn_stages}},
           intro + table + "\n\n" + stage_table + "\n\n![stages](ingest_speed.png)")
