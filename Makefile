@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # unpinned torch, which would otherwise fetch several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint venv-train data export bench clean-venv
+.PHONY: demo test test-milvus-2.3 venv-train data export bench clean-venv
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,18 @@ demo: data export
 test: $(VENV)/.train
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The worker's resume test against a real Milvus 2.3.5 server (not in `make test`): the
+# server binds every interface, so it runs inside a private network namespace (needs root).
+MILVUS23_VENV ?= .venv-milvus23
+$(MILVUS23_VENV)/.done:
+	$(PYTHON) -m venv $(MILVUS23_VENV)
+	$(MILVUS23_VENV)/bin/pip install --quiet milvus==2.3.5
+	touch $@
+
+test-milvus-2.3: $(VENV)/.train $(MILVUS23_VENV)/.done
+	unshare -n sh -c 'ip link set lo up && TEST_MILVUS23_PYTHON=$(MILVUS23_VENV)/bin/python \
+	  $(PY) -m pytest -m milvus_server tests/integration/test_milvus_server.py'
 
 bench: data export
 	$(PY) benchmarks/baseline_quality.py

@@ -22,6 +22,7 @@ from plugin.schema import (
     build_schema,
     describe_fields,
     schema_difference,
+    server_supports_nullable,
 )
 
 
@@ -75,6 +76,7 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
                        specs: Mapping[int, IndexSpec]) -> list[str]:
     """Create what is missing, verify what exists. Returns the aliases created."""
     created = []
+    nullable = server_supports_nullable(client.get_server_version())
     for width in layout.widths:
         alias = layout.alias(width)
         description = describe_or_none(client, alias)
@@ -85,7 +87,7 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
         physical = layout.physical(width)
         if not client.has_collection(physical):
             client.create_collection(
-                physical, schema=build_schema(layout, width, attrs),
+                physical, schema=build_schema(layout, width, attrs, nullable),
                 index_params=_index_params(client, specs[width]),
                 properties={MODEL_ID_PROPERTY: model_id, WIDTH_PROPERTY: str(width)})
         client.create_alias(physical, alias)

@@ -84,7 +84,20 @@ def parse_declared_attrs(raw: Mapping[str, Any]) -> dict[str, str]:
     return attrs
 
 
-def build_schema(layout: Layout, width: int, attrs: Mapping[str, str]) -> Any:
+ZERO_VALUES = {"varchar": "", "int64": 0, "double": 0.0, "bool": False}
+
+
+def server_supports_nullable(version: str) -> bool:
+    """Nullable scalar fields arrived in Milvus 2.5; 2.3/2.4 silently ignore the flag and
+    then reject nulls. Milvus Lite 3 supports them. Unknown strings are assumed modern."""
+    match = re.search(r"v?(\d+)\.(\d+)", version)
+    if version.startswith("milvus_lite") or match is None:  # Milvus Lite 3: supported
+        return True
+    return (int(match.group(1)), int(match.group(2))) >= (2, 5)
+
+
+def build_schema(layout: Layout, width: int, attrs: Mapping[str, str],
+                 nullable: bool = True) -> Any:
     from pymilvus import DataType, MilvusClient
 
     kinds = {"varchar": DataType.VARCHAR, "int64": DataType.INT64, "double": DataType.DOUBLE,
@@ -93,11 +106,11 @@ def build_schema(layout: Layout, width: int, attrs: Mapping[str, str]) -> Any:
                                         description=f"mmsearch {layout.base} width {width}")
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=width)
-    schema.add_field("label", DataType.VARCHAR, max_length=LABEL_MAX, nullable=True)
+    schema.add_field("label", DataType.VARCHAR, max_length=LABEL_MAX, nullable=nullable)
     schema.add_field("content_hash", DataType.VARCHAR, max_length=HASH_LEN)
     for name, kind in sorted(attrs.items()):
         extra = {"max_length": STRING_MAX} if kind == "varchar" else {}
-        schema.add_field(name, kinds[kind], nullable=True, **extra)
+        schema.add_field(name, kinds[kind], nullable=nullable, **extra)
     if width == layout.full_width:
         schema.add_field("local", DataType.VARCHAR, max_length=LOCAL_MAX)
     return schema

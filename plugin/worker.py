@@ -28,7 +28,7 @@ from plugin.collections import ensure_collections, ensure_loaded, existing_attrs
 from plugin.connection import Retrying
 from plugin.index_spec import IndexSpec
 from plugin.metrics import WorkerMetrics
-from plugin.schema import Layout, attr_type_of
+from plugin.schema import ZERO_VALUES, Layout, attr_type_of, server_supports_nullable
 from plugin.sources import RawRecord, Source
 from plugin.state import Checkpoint, StateStore
 from plugin.validate import Candidate, RecordValidator, Rejection, check_attrs
@@ -130,6 +130,7 @@ class IngestWorker:
         self.options = options
         self.metrics = metrics
         self.attrs: dict[str, str] | None = None
+        self.nullable = True
         self.stages: dict[str, float] = {}  # seconds per stage, for the summary and benchmarks
         check_widths(options.layout.widths, encoder)
         milvus.on_reconnect = self._reload
@@ -153,6 +154,11 @@ class IngestWorker:
         with self._stage("create/verify collections"):
             self.milvus.call("create collections", lambda c: ensure_collections(
                 c, self.options.layout, attrs, self.encoder.model_id, self.options.specs))
+            version = self.milvus.call("server version", lambda c: c.get_server_version())
+        self.nullable = server_supports_nullable(version)
+        if not self.nullable:
+            log.warning("Milvus %s has no nullable fields: a missing label or attr is stored as "
+                        "its type's zero value ('', 0, 0.0, false)", version)
         self.attrs = dict(attrs)
 
     def _batches(self, source: Source, start_after: int
@@ -305,6 +311,12 @@ class IngestWorker:
         attr_names = sorted(self.attrs or {})
         base_rows = [{"id": c.id, "label": c.label, "content_hash": c.content_hash,
                       **{name: c.attrs.get(name) for name in attr_names}} for c in items]
+        if not self.nullable:
+            types = {"label": "varchar", **(self.attrs or {})}
+            for row in base_rows:
+                for name, kind in types.items():
+                    if row[name] is None:
+                        row[name] = ZERO_VALUES[kind]
         for width in layout.widths:  # full width last: it is the "stored" marker
             vectors = embeddings.at_width(width)
             rows = [{**row, "vector": vectors[i].tolist()} for i, row in enumerate(base_rows)]

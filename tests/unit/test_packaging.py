@@ -28,3 +28,4 @@ def test_serving_imports_do_not_pull_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False False"
+

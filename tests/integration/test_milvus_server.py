@@ -1,0 +1,74 @@
+"""The worker's kill-and-resume test against a real Milvus 2.3.5 server.
+
+Marked `milvus_server` (not in the default run: the server package is ~200 MB and must run
+in a network namespace). `make test-milvus-2.3` installs it into its own venv and runs this
+inside `unshare -n`."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import write_items
+from tests.integration.test_worker_processes import (
+    assert_complete,
+    checkpoint,
+    env,
+    free_port,
+    worker_command,
+)
+
+SERVER_PYTHON = os.environ.get("TEST_MILVUS23_PYTHON")
+pytestmark = [
+    pytest.mark.milvus_server,
+    pytest.mark.skipif(not SERVER_PYTHON, reason="set TEST_MILVUS23_PYTHON to a python "
+                       "with milvus==2.3.5 (make test-milvus-2.3 does)"),
+]
+
+
+@pytest.fixture()
+def milvus_uri(tmp_path: Path):  # noqa: ANN201
+    port = free_port()
+    server = subprocess.Popen([str(SERVER_PYTHON), str(Path(__file__).with_name(
+        "milvus_server_start.py")), str(tmp_path / "milvus"), str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()  # blocks until started (or the process died)
+        assert line.startswith("READY"), "Milvus 2.3.5 server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_sigkill_resume_against_milvus_2_3(models_dir: Path, tmp_path: Path,
+                                           milvus_uri: str) -> None:
+    items = 1200
+    manifest = write_items(tmp_path / "data", items)
+    # one record without label/attrs: Milvus 2.3 has no nullable fields (zero values instead)
+    with open(manifest, "a") as handle:
+        handle.write('{"id": "item-1200", "text": "red face"}\n')
+    state = tmp_path / "state"
+    rng = random.Random(7)
+    for _ in range(4):
+        proc = subprocess.Popen(worker_command(manifest, milvus_uri, state, models_dir, batch=2),
+                                env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(worker_command(manifest, milvus_uri, state, models_dir), env=env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "has no nullable fields" in done.stderr
+    assert checkpoint(state)["finished"]
+    assert_complete(milvus_uri, items + 1)
