@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # unpinned torch, which would otherwise fetch several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-milvus-2.3 venv-train data export bench clean-venv
+.PHONY: proto demo test test-milvus-2.3 venv-train data export bench clean-venv
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ export: $(VENV)/.train
 # quality. Later issues extend it to ingest + serve + search.
 demo: data export
 	$(PY) benchmarks/baseline_quality.py
+
+# Regenerate the committed gRPC stubs (tests/unit/test_proto.py fails when they are stale).
+proto: $(VENV)/.train
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \
+	  --grpc_python_out=proto proto/mmsearch/v1/*.proto
 
 test: $(VENV)/.train
 	$(VENV)/bin/ruff check .

@@ -19,7 +19,12 @@ from encoders import load_encoder
 from encoders.runtimes.base import Encoder
 from mmsearch.config import Config
 from plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
-from plugin.connection import MilvusTarget, MilvusUnavailableError, Retrying
+from plugin.connection import (
+    MilvusTarget,
+    MilvusUnavailableError,
+    Retrying,
+    milvus_lite_executable,
+)
 from plugin.index_spec import specs_for
 from plugin.metrics import WorkerMetrics, serve_metrics
 from plugin.schema import Layout, parse_declared_attrs
@@ -127,8 +132,8 @@ def cmd_collections(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_lite_server(args: argparse.Namespace, config: Any) -> int:
     """Milvus Lite's server mode, so several processes can share one store."""
-    command = ["milvus-lite", "server", "--data-dir", str(args.data_dir), "--host", args.host,
-               "--port", str(args.port)]
+    command = [milvus_lite_executable(), "server", "--data-dir", str(args.data_dir),
+               "--host", args.host, "--port", str(args.port)]
     log.info("starting: %s (connect with --uri http://%s:%d)", " ".join(command), args.host,
              args.port)
     os.execvp(command[0], command)

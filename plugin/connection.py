@@ -60,6 +60,22 @@ def connect(target: MilvusTarget) -> Any:
     return MilvusClient(**kwargs)
 
 
+def milvus_lite_executable() -> str:
+    """The `milvus-lite` script of this interpreter's environment (works without an
+    activated venv), else the one on PATH."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    sibling = Path(sys.executable).with_name("milvus-lite")
+    found = str(sibling) if sibling.is_file() else shutil.which("milvus-lite")
+    if found is None:
+        from encoders.errors import BackendMissingError
+
+        raise BackendMissingError("milvus-lite (its server command)", "pip install milvus-lite")
+    return found
+
+
 def is_unavailable(error: BaseException) -> bool:
     code = getattr(error, "code", None)
     text = str(error).lower()

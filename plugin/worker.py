@@ -8,7 +8,6 @@ anywhere replays the batch, and upsert by primary key makes the replay harmless.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -19,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from encoders.errors import ConfigError
@@ -27,6 +25,7 @@ from encoders.runtimes.base import Embeddings, Encoder
 from plugin.collections import ensure_collections, ensure_loaded, existing_attrs
 from plugin.connection import Retrying
 from plugin.index_spec import IndexSpec
+from plugin.local_features import encode_local
 from plugin.metrics import WorkerMetrics
 from plugin.schema import ZERO_VALUES, Layout, attr_type_of, server_supports_nullable
 from plugin.sources import RawRecord, Source
@@ -97,11 +96,6 @@ class IngestSummary:
         if self.already_finished:
             return "already finished: nothing to do (the manifest has not changed)"
         return f"ingested {self.ingested}, unchanged {self.unchanged}, rejected {self.rejected}"
-
-
-def encode_local(local: np.ndarray, has_image: bool) -> str:
-    """Base64 of fp16 local features; "" (masked) for items without an image."""
-    return base64.b64encode(local.astype("<f2").tobytes()).decode() if has_image else ""
 
 
 def infer_attrs(candidates: list[Candidate]) -> dict[str, str]:

@@ -24,8 +24,6 @@ NPM_CACHE = Path(".cache/npm")
 UNBUILT = {
     "train encoder": "issue 3 (the trained embedder)",
     "train reranker": "issue 5 (the rerank sidecar and scorer)",
-    "serve": "issue 5 (the gRPC rerank sidecar)",
-    "search": "issue 5 (the gRPC rerank sidecar)",
     "index": "issue 7 (index tooling for DBAs)",
 }
 
@@ -106,11 +104,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def plugin_command(name: str) -> Callable[[argparse.Namespace], int]:
+def plugin_command(name: str, module: str = "plugin.commands"
+                   ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from plugin import commands
+        import importlib
 
-        return int(getattr(commands, name)(args, _config(args)))
+        return int(getattr(importlib.import_module(module), name)(args, _config(args)))
     return run
 
 
@@ -176,6 +175,28 @@ def _plugin_parsers(sub: Any) -> None:
     lite.set_defaults(func=plugin_command("cmd_lite_server"))
 
 
+def _rerank_parsers(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the gRPC search + rerank sidecar")
+    _common(serve, milvus=True)
+    serve.add_argument("--address", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
+    serve.set_defaults(func=plugin_command("cmd_serve", "rerank.commands"))
+
+    search = sub.add_parser("search", help="run a JSONL of queries through the search "
+                            "pipeline (in-process, or through a running sidecar)")
+    _common(search, milvus=True)
+    search.add_argument("--base", help="base name (default: config)")
+    search.add_argument("--queries", required=True, help='JSONL: {"qid", "image"?, "text"?, '
+                        '"id"?, "filter"?} (image paths relative to the file)')
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--output", required=True, help="JSONL of results, one line per query")
+    search.add_argument("--server", help="HOST:PORT of a running sidecar (default: in-process)")
+    search.add_argument("--no-rerank", action="store_true", help="skip the listwise scorer")
+    search.add_argument("--no-refine", action="store_true", help="skip full-width refinement")
+    search.add_argument("--coarse-width", type=int, help="width of the ANN stage")
+    search.add_argument("--candidates", type=int, help="ANN candidates to refine/rerank")
+    search.set_defaults(func=plugin_command("cmd_search", "rerank.commands"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmsearch", description=(
         "Multimodal (image + text) search for Milvus: Matryoshka-width ingestion and a "
@@ -213,11 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     _plugin_parsers(sub)
-    for name, text in (("serve", "run the gRPC search + rerank sidecar"),
-                       ("search", "run a JSONL of queries through the search pipeline")):
-        p = sub.add_parser(name, help=f"{text} ({UNBUILT[name]})")
-        _common(p, milvus=True)
-        p.set_defaults(func=cmd_unbuilt(name))
+    _rerank_parsers(sub)
     index = sub.add_parser("index", help=f"DBA tools: show/bench/recommend/rebuild/funnel "
                            f"({UNBUILT['index']})")
     index.add_argument("action", choices=("show", "bench", "recommend", "rebuild", "rollback",

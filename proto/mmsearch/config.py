@@ -40,6 +40,7 @@ class ModelsConfig:
     runtime: str = "onnx"
     device: str = "cpu"
     batch_size: int = 32
+    scorer: str = ""  # exported scorer folder under <dir>/export; "" = no rerank stage
 
     @property
     def model_dir(self) -> Path:
@@ -55,6 +56,8 @@ class LimitsConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     max_candidates: int = 1000
     max_top_k: int = 200
+    default_candidates: int = 200
+    max_concurrency: int = 32
     deadline_ms: int = 2000
 
 
@@ -62,6 +65,11 @@ class LimitsConfig:
 class ServerConfig:
     address: str = "127.0.0.1:50051"
     chunk_size: int = 16
+    coarse_width: int = 64
+    workers: int = 16
+    token_file: str | None = None  # bearer token clients must send (authorization metadata)
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from plugin.collections import count, ensure_loaded
-from plugin.connection import MilvusTarget, connect
+from plugin.connection import MilvusTarget, connect, milvus_lite_executable
 from tests.integration.conftest import write_items
 
 WIDTHS = "8,16,32"
@@ -84,8 +84,8 @@ def free_port() -> int:
 
 
 def start_lite_server(data_dir: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["milvus-lite", "server", "--data-dir", str(data_dir), "--host",
-                             "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([milvus_lite_executable(), "server", "--data-dir", str(data_dir),
+                             "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -1,0 +1,130 @@
+"""`mmsearch serve` and `mmsearch search`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mmsearch.config import Config
+from rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
+
+log = logging.getLogger(__name__)
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from rerank.server import Sidecar, build_server
+    from rerank.service import build_pipeline, server_settings
+
+    pipeline = build_pipeline(config)
+    sidecar = Sidecar(pipeline, server_settings(config, args.address))
+    server, port, health = build_server(sidecar, probe=lambda: pipeline.milvus.call(
+        "health", lambda c: c.list_collections()) is not None)
+    server.start()
+    health.start()
+    log.info("serving mmsearch.v1 on %s (port %d); %s", sidecar.settings.address, port,
+             pipeline.encoder.describe())
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping: draining in-flight requests (up to 10 s)")
+    health.set(False)
+    health.stop()
+    server.stop(grace=10).wait()
+    return 0
+
+
+def read_queries(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(data, dict) or "qid" not in data:
+                raise ValueError(f"{path}:{number}: a query line is an object with a 'qid'")
+            out.append((number, data))
+    return out
+
+
+def _query(data: dict[str, Any], root: Path) -> SearchQuery:
+    image = (root / data["image"]).read_bytes() if data.get("image") else None
+    return SearchQuery(image=image, text=data.get("text"), id=data.get("id"))
+
+
+def result_line(qid: Any, result: SearchResult) -> dict[str, Any]:
+    hits = [{"id": h.id, "score": h.score, "stages": {k: v for k, v in
+             (("ann", h.ann), ("refine", h.refine), ("rerank", h.rerank)) if v is not None}}
+            for h in result.hits]
+    line = {"qid": qid, "hits": hits, "timings_ms": result.timings_ms}
+    if result.degraded_reasons:
+        line["degraded"] = result.degraded_reasons
+    return line
+
+
+def cmd_search(args: argparse.Namespace, config: Config) -> int:
+    queries = read_queries(Path(args.queries))
+    root = Path(args.queries).parent
+    search = _remote(args) if args.server else _local(config)
+    failures = 0
+    with open(args.output, "w", encoding="utf-8") as out:
+        for number, data in queries:
+            params = SearchParams(
+                base=args.base or config.base, top_k=args.top_k, filter=data.get("filter", ""),
+                coarse_width=args.coarse_width, candidates=args.candidates,
+                refine=not args.no_refine, rerank=False if args.no_rerank else None,
+                include_self=bool(data.get("include_self", False)))
+            try:
+                line = search(_query(data, root), params, data["qid"])
+            except Exception as exc:  # noqa: BLE001 - one bad query never stops the batch
+                failures += 1
+                line = {"qid": data["qid"], "error": str(exc), "line": number}
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    print(f"{len(queries) - failures} queries answered, {failures} failed -> {args.output}")
+    return 1 if failures else 0
+
+
+def _local(config: Config):  # noqa: ANN202
+    from rerank.service import build_pipeline
+
+    pipeline: SearchPipeline = build_pipeline(config)
+    return lambda query, params, qid: result_line(qid, pipeline.search(query, params))
+
+
+def _remote(args: argparse.Namespace):  # noqa: ANN202
+    import grpc
+
+    from mmsearch.v1 import search_pb2 as pb
+    from mmsearch.v1 import search_pb2_grpc
+
+    stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(args.server))
+
+    def run(query: SearchQuery, params: SearchParams, qid: Any) -> dict[str, Any]:
+        options = pb.SearchOptions(refine=params.refine, include_self=params.include_self)
+        if params.rerank is not None:
+            options.rerank = params.rerank
+        if params.coarse_width:
+            options.coarse_width = params.coarse_width
+        if params.candidates:
+            options.candidates = params.candidates
+        fields = {"image": query.image, "text": query.text, "id": query.id}
+        request = pb.SearchRequest(base=params.base, top_k=params.top_k, filter=params.filter,
+                                   options=options, query=pb.Query(
+                                       **{k: v for k, v in fields.items() if v is not None}))
+        started = time.perf_counter()
+        reply = stub.Search(request, timeout=60)
+        hits = [{"id": h.id, "score": h.score, "stages": {
+            k: getattr(h.stages, k) for k in ("ann", "refine", "rerank") if h.stages.HasField(k)}}
+            for h in reply.hits]
+        timings = dict(reply.metadata.timings_ms)
+        timings["client_total"] = (time.perf_counter() - started) * 1000
+        return {"qid": qid, "hits": hits, "timings_ms": timings}
+    return run
+

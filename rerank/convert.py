@@ -1,0 +1,63 @@
+"""Protobuf <-> pipeline objects. Field presence (`optional`) decides defaults."""
+
+from __future__ import annotations
+
+import time
+
+from mmsearch.v1 import search_pb2 as pb
+from rerank.errors import ValidationError
+from rerank.pipeline import Hit, SearchParams, SearchQuery, SearchResult
+
+DEGRADED = {"rerank_deadline": pb.DEGRADED_REASON_RERANK_DEADLINE}
+
+
+def query_from_pb(query: pb.Query) -> SearchQuery:
+    return SearchQuery(
+        image=query.image if query.HasField("image") else None,
+        text=query.text if query.HasField("text") else None,
+        id=query.id if query.HasField("id") else None,
+    )
+
+
+def deadline_from(request_ms: int | None, grpc_remaining_s: float | None) -> float | None:
+    """The earlier of the request's own budget and the gRPC deadline, as monotonic time."""
+    budgets = [s for s in (None if request_ms is None else request_ms / 1000, grpc_remaining_s)
+               if s is not None]
+    return time.monotonic() + min(budgets) if budgets else None
+
+
+def params_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None) -> SearchParams:
+    options = request.options
+    if request.HasField("deadline_ms") and request.deadline_ms == 0:
+        raise ValidationError("must be positive when set", "deadline_ms")
+    return SearchParams(
+        base=request.base, top_k=request.top_k, filter=request.filter,
+        coarse_width=options.coarse_width if options.HasField("coarse_width") else None,
+        candidates=options.candidates if options.HasField("candidates") else None,
+        refine=options.refine if options.HasField("refine") else True,
+        rerank=options.rerank if options.HasField("rerank") else None,
+        include_self=options.include_self,
+        deadline=deadline_from(request.deadline_ms if request.HasField("deadline_ms") else None,
+                               grpc_remaining_s),
+    )
+
+
+def hit_to_pb(hit: Hit) -> pb.Hit:
+    stages = pb.StageScores(ann=hit.ann)
+    if hit.refine is not None:
+        stages.refine = hit.refine
+    if hit.rerank is not None:
+        stages.rerank = hit.rerank
+    return pb.Hit(id=hit.id, score=hit.score, stages=stages, label=hit.label or "")
+
+
+def metadata_to_pb(result: SearchResult, model_id: str) -> pb.ResponseMetadata:
+    return pb.ResponseMetadata(
+        timings_ms=result.timings_ms, degraded=bool(result.degraded_reasons),
+        degraded_reasons=[DEGRADED[r] for r in result.degraded_reasons], model_id=model_id,
+        candidates=result.candidates, notes=result.notes)
+
+
+def search_response(result: SearchResult, model_id: str) -> pb.SearchResponse:
+    return pb.SearchResponse(hits=[hit_to_pb(h) for h in result.hits],
+                             metadata=metadata_to_pb(result, model_id))

@@ -1,0 +1,63 @@
+"""Error kinds of the search service and the one table that maps them to gRPC codes.
+
+Pipeline code raises these; the server turns them into statuses via `status_for`. Anything
+not listed here is unexpected and becomes INTERNAL (logged with its traceback).
+"""
+
+from __future__ import annotations
+
+from encoders.errors import InvalidInputError, MmsearchError, ModelMismatchError
+from plugin.connection import MilvusUnavailableError
+
+
+class RequestError(MmsearchError):
+    """Base of the errors a request can end with. `field` names the input when known."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class ValidationError(RequestError):
+    """The request is malformed or out of bounds."""
+
+
+class NotFoundError(RequestError):
+    """Unknown base, or a query/candidate id that is not stored."""
+
+
+class OverloadedError(RequestError):
+    """Too many requests in flight."""
+
+
+class DeadlineError(RequestError):
+    """The request's deadline passed before it could be answered."""
+
+
+class PreconditionError(RequestError):
+    """The server lacks what the request needs (e.g. rerank asked, no scorer loaded)."""
+
+
+class UnauthenticatedError(RequestError):
+    """Missing or wrong bearer token."""
+
+
+def status_for(error: BaseException) -> tuple[str, str]:
+    """(grpc.StatusCode name, message) for an error. The single mapping table."""
+    table: tuple[tuple[type[BaseException], str], ...] = (
+        (ValidationError, "INVALID_ARGUMENT"),
+        (InvalidInputError, "INVALID_ARGUMENT"),
+        (NotFoundError, "NOT_FOUND"),
+        (MilvusUnavailableError, "UNAVAILABLE"),
+        (OverloadedError, "RESOURCE_EXHAUSTED"),
+        (DeadlineError, "DEADLINE_EXCEEDED"),
+        (PreconditionError, "FAILED_PRECONDITION"),
+        (ModelMismatchError, "FAILED_PRECONDITION"),
+        (UnauthenticatedError, "UNAUTHENTICATED"),
+    )
+    for kind, code in table:
+        if isinstance(error, kind):
+            if isinstance(error, InvalidInputError):
+                return code, f"query.{error.field}: {error.reason}"
+            return code, str(error)
+    return "INTERNAL", "internal error (logged on the server)"

@@ -1,0 +1,274 @@
+"""The search pipeline: encode -> ANN at the coarse width -> refine at full width ->
+chunked listwise rerank -> top_k. One code path for gRPC and `mmsearch search`.
+
+Collections are reached through their aliases on every request (never a cached physical
+name), so an index rebuild that swaps an alias is picked up at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from encoders.errors import InvalidInputError, ModelMismatchError
+from encoders.mrl import at_width, l2_normalize
+from encoders.runtimes.base import Encoder
+from plugin.connection import Retrying, is_unavailable
+from plugin.index_spec import IndexSpec
+from plugin.local_features import decode_local
+from plugin.schema import MODEL_ID_PROPERTY, Layout
+from rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
+
+MAX_FILTER_CHARS = 4096
+
+
+class Scorer(Protocol):
+    name: str
+
+    def rerank(self, query: np.ndarray, query_local: np.ndarray | None, vectors: np.ndarray,
+               local: np.ndarray, has_local: np.ndarray, first_stage: np.ndarray
+               ) -> np.ndarray:
+        """Calibrated relevance per candidate (comparable across chunks)."""
+
+    def estimate_ms(self, candidates: int) -> float:
+        """Expected time to rerank this many candidates (for deadline decisions)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_top_k: int = 200
+    max_candidates: int = 1000
+    default_candidates: int = 200
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    image: bytes | None = None
+    text: str | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    base: str
+    top_k: int
+    filter: str = ""
+    coarse_width: int | None = None
+    candidates: int | None = None
+    refine: bool = True
+    rerank: bool | None = None  # None: on when a scorer is loaded
+    include_self: bool = False
+    deadline: float | None = None  # time.monotonic() value
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    label: str | None
+    ann: float
+    refine: float | None = None
+    rerank: float | None = None
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    degraded_reasons: list[str] = field(default_factory=list)
+    candidates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class SearchPipeline:
+    def __init__(self, encoder: Encoder, milvus: Retrying, widths: tuple[int, ...],
+                 specs: Mapping[int, IndexSpec], limits: Limits, coarse_width: int,
+                 scorer: Scorer | None = None) -> None:
+        if coarse_width not in widths:
+            raise ValueError(f"coarse width {coarse_width} is not one of {widths}")
+        self.encoder, self.milvus, self.widths = encoder, milvus, widths
+        self.specs, self.limits = specs, limits
+        self.coarse_width, self.scorer = coarse_width, scorer
+        self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
+
+    # -- validation -----------------------------------------------------------------
+    def _check(self, params: SearchParams) -> tuple[Layout, int, int, bool]:
+        if not params.base:
+            raise ValidationError("required", "base")
+        try:
+            layout = Layout(params.base, self.widths)
+        except Exception:
+            raise ValidationError(f"{params.base!r} is not a valid base name", "base") from None
+        if not 1 <= params.top_k <= self.limits.max_top_k:
+            raise ValidationError(f"must be in 1..{self.limits.max_top_k}, got {params.top_k}",
+                                  "top_k")
+        width = params.coarse_width or self.coarse_width
+        if width not in self.widths:
+            raise ValidationError(f"{width} is not one of {list(self.widths)}",
+                                  "options.coarse_width")
+        candidates = params.candidates or max(self.limits.default_candidates, params.top_k)
+        if not params.top_k <= candidates <= self.limits.max_candidates:
+            raise ValidationError(f"must be in top_k..{self.limits.max_candidates}, got "
+                                  f"{candidates}", "options.candidates")
+        if len(params.filter) > MAX_FILTER_CHARS:
+            raise ValidationError(f"longer than {MAX_FILTER_CHARS} characters", "filter")
+        rerank = self.scorer is not None if params.rerank is None else params.rerank
+        if rerank and self.scorer is None:
+            raise PreconditionError("no scorer is loaded on this server", "options.rerank")
+        return layout, width, candidates, rerank
+
+    def _verify_base(self, layout: Layout) -> None:
+        """The base exists and was built with this model (re-checked every 5 s)."""
+        if time.monotonic() - self._verified.get(layout.base, -1e9) < 5.0:
+            return
+        alias = layout.alias(layout.full_width)
+        description = self.milvus.call("describe", lambda c: c.describe_collection(alias)
+                                       if c.has_collection(alias) else None)
+        if description is None:
+            raise NotFoundError(f"base {layout.base!r} not found (no collection {alias})",
+                                "base")
+        stored = description.get("properties", {}).get(MODEL_ID_PROPERTY)
+        if stored != self.encoder.model_id:
+            raise ModelMismatchError(f"base {layout.base!r} was built with model {stored}; "
+                                     f"this server runs {self.encoder.model_id}")
+        self._verified[layout.base] = time.monotonic()
+
+    # -- stages ---------------------------------------------------------------------
+    def _query_vector(self, query: SearchQuery, layout: Layout, notes: list[str]
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        if query.id is not None:
+            if query.image is not None or query.text is not None:
+                raise ValidationError("give either an id or image/text, not both", "query")
+            rows = self._fetch(layout, [query.id])
+            if not rows:
+                raise NotFoundError(f"no item {query.id!r} in base {layout.base!r}", "query.id")
+            row = rows[query.id]
+            return l2_normalize(np.asarray(row["vector"], np.float32)), decode_local(
+                row["local"], self.encoder.config.local)
+        if query.image is None and query.text is None:
+            raise ValidationError("empty query: give image, text, or id", "query")
+        result = self.encoder.encode_items([query.image], [query.text], ["query"])
+        if result.problems:
+            problem = result.problems[0]
+            field_name = "image" if "image" in problem.field else "text"
+            raise InvalidInputError(field_name, problem.reason, "query")
+        notes += [f"query.text: {n.reason}" for n in result.notes]
+        local = result.local[0] if result.has_local[0] else None
+        return result.at_width(self.encoder.config.width_max)[0], local
+
+    def _search_params(self, width: int, limit: int) -> dict[str, Any]:
+        spec = self.specs[width]
+        params = dict(spec.search_params)
+        if spec.index_type.startswith("HNSW"):
+            params["ef"] = max(int(params.get("ef", 64)), limit)  # HNSW needs ef >= limit
+        return {"metric_type": spec.metric_type, "params": params}
+
+    def _ann(self, layout: Layout, width: int, vector: np.ndarray, limit: int, expr: str
+             ) -> list[dict[str, Any]]:
+        alias = layout.alias(width)
+        data = [at_width(vector, width).tolist()]
+        try:
+            hits = self.milvus.call("ann", lambda c: c.search(
+                alias, data=data, limit=limit, filter=expr, output_fields=["label"],
+                search_params=self._search_params(width, limit)))
+        except Exception as exc:
+            if expr and not is_unavailable(exc):
+                raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None
+            raise
+        return [{"id": h["id"], "ann": float(h["distance"]),
+                 "label": h.get("entity", {}).get("label")} for h in hits[0]]
+
+    def _fetch(self, layout: Layout, ids: list[str]) -> dict[str, dict[str, Any]]:
+        alias = layout.alias(layout.full_width)
+        expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
+        rows = self.milvus.call("fetch", lambda c: c.query(
+            alias, filter=expression, output_fields=["id", "vector", "local", "label"]))
+        return {row["id"]: row for row in rows}
+
+    # -- the whole request ------------------------------------------------------------
+    def search(self, query: SearchQuery, params: SearchParams) -> SearchResult:
+        started = time.perf_counter()
+        layout, width, candidates, rerank = self._check(params)
+        result = SearchResult(hits=[])
+        timed = _Timer(result.timings_ms, params.deadline)
+        timed.check("encode")
+        self._verify_base(layout)
+        with timed("encode"):
+            vector, query_local = self._query_vector(query, layout, result.notes)
+        skip_self = query.id is not None and not params.include_self
+        with timed("ann"):
+            found = self._ann(layout, width, vector, candidates + int(skip_self), params.filter)
+        hits = [Hit(f["id"], f["ann"], f["label"], f["ann"]) for f in found
+                if not (skip_self and f["id"] == query.id)][:candidates]
+        result.candidates = len(hits)
+        if hits and (params.refine or rerank):
+            timed.check("refine")
+            with timed("refine"):
+                rows = self._fetch(layout, [h.id for h in hits])
+                hits = [h for h in hits if h.id in rows]  # deleted since the ANN: dropped
+                vectors = l2_normalize(np.stack([np.asarray(rows[h.id]["vector"], np.float32)
+                                                 for h in hits]))
+                for hit, score in zip(hits, vectors @ vector, strict=True):
+                    hit.refine = hit.score = float(score)
+                hits.sort(key=lambda h: -h.score)
+            if rerank and hits:
+                self._rerank(hits, rows, vector, query_local, timed, result)
+        result.hits = hits[: params.top_k]
+        result.timings_ms["total"] = (time.perf_counter() - started) * 1000
+        return result
+
+    def _rerank(self, hits: list[Hit], rows: Mapping[str, Any], query: np.ndarray,
+                query_local: np.ndarray | None, timed: _Timer, result: SearchResult) -> None:
+        """Rerank in place; skipped (reply marked degraded) when it cannot finish in time."""
+        assert self.scorer is not None
+        if timed.remaining_ms() < self.scorer.estimate_ms(len(hits)):
+            result.degraded_reasons.append("rerank_deadline")
+            return
+        locals_, has_local = self._locals(hits, rows)
+        with timed("rerank"):
+            scores = self.scorer.rerank(query, query_local, l2_normalize(np.stack(
+                [np.asarray(rows[h.id]["vector"], np.float32) for h in hits])), locals_,
+                has_local, np.asarray([h.refine for h in hits], np.float32))
+        for hit, score in zip(hits, scores, strict=True):
+            hit.rerank = hit.score = float(score)
+        hits.sort(key=lambda h: -h.score)
+
+    def _locals(self, hits: list[Hit], rows: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.encoder.config.local
+        decoded = [decode_local(rows[h.id].get("local", ""), spec) for h in hits]
+        has = np.asarray([d is not None for d in decoded])
+        empty = np.zeros((spec.grid ** 2, spec.dim), np.float32)
+        return np.stack([d if d is not None else empty for d in decoded]), has
+
+
+class _Timer:
+    """Times stages into a dict and enforces the request deadline between stages."""
+
+    def __init__(self, timings: dict[str, float], deadline: float | None) -> None:
+        self.timings, self.deadline = timings, deadline
+        self._stage: str | None = None
+        self._start = 0.0
+
+    def remaining_ms(self) -> float:
+        return float("inf") if self.deadline is None else (self.deadline - time.monotonic()) * 1e3
+
+    def check(self, stage: str) -> None:
+        if self.remaining_ms() <= 0:
+            raise DeadlineError(f"deadline passed before the {stage} stage")
+
+    def __call__(self, stage: str) -> _Timer:
+        self._stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stage is not None
+        self.timings[self._stage] = (time.perf_counter() - self._start) * 1000
+

@@ -1,0 +1,194 @@
+"""The gRPC sidecar: SearchService, RerankService, InfoService, grpc.health.v1, reflection.
+
+Requests are parsed by our own deserializers so that a malformed message (e.g. a string
+field that is not UTF-8) is INVALID_ARGUMENT naming it, not an opaque INTERNAL. Every
+error goes through rerank.errors.status_for, the one mapping table.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mmsearch import __version__
+from mmsearch.v1 import search_pb2 as pb
+from rerank.convert import params_from_pb, query_from_pb, search_response
+from rerank.errors import (
+    OverloadedError,
+    UnauthenticatedError,
+    ValidationError,
+    status_for,
+)
+from rerank.pipeline import SearchPipeline
+
+log = logging.getLogger(__name__)
+SERVICES = ("mmsearch.v1.SearchService", "mmsearch.v1.RerankService", "mmsearch.v1.InfoService")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    address: str = "127.0.0.1:50051"
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_concurrency: int = 32
+    workers: int = 16
+    chunk_size: int = 16
+    token: str | None = None
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+
+
+class _Unparsable:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _deserializer(message_type: type) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return _Unparsable(str(exc))
+    return parse
+
+
+class Sidecar:
+    def __init__(self, pipeline: SearchPipeline, settings: ServerSettings) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self._slots = threading.BoundedSemaphore(settings.max_concurrency)
+
+    # -- the guard every RPC goes through -------------------------------------------
+    def _guard(self, name: str, handler: Callable[[Any, grpc.ServicerContext], Any]
+               ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            if not self._slots.acquire(blocking=False):
+                return self._abort(context, OverloadedError(
+                    f"more than {self.settings.max_concurrency} requests in flight"))
+            try:
+                self._authenticate(context)
+                if isinstance(request, _Unparsable):
+                    field = "query.text" if "utf-8" in request.reason.lower() else "request"
+                    raise ValidationError(f"not a valid {name} message ({request.reason}); "
+                                          "string fields must be UTF-8", field)
+                return handler(request, context)
+            except Exception as exc:  # noqa: BLE001 - mapped by the one table
+                return self._abort(context, exc)
+            finally:
+                self._slots.release()
+        return run
+
+    def _authenticate(self, context: grpc.ServicerContext) -> None:
+        if not self.settings.token:
+            return
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {self.settings.token}".encode()):
+            raise UnauthenticatedError("missing or wrong bearer token", "authorization")
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, error: BaseException) -> Any:
+        code, message = status_for(error)
+        if code == "INTERNAL":
+            log.error("unexpected error", exc_info=error)
+        context.abort(getattr(grpc.StatusCode, code), message)
+
+    # -- RPCs -----------------------------------------------------------------------
+    def search(self, request: pb.SearchRequest, context: grpc.ServicerContext
+               ) -> pb.SearchResponse:
+        if not request.HasField("query"):
+            raise ValidationError("required", "query")
+        params = params_from_pb(request, context.time_remaining())
+        result = self.pipeline.search(query_from_pb(request.query), params)
+        return search_response(result, self.pipeline.encoder.model_id)
+
+    def rerank(self, request: pb.RerankRequest, context: grpc.ServicerContext
+               ) -> pb.RerankResponse:
+        from rerank.rerank_rpc import rerank_request
+
+        return rerank_request(self.pipeline, request, context.time_remaining())
+
+    def info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoResponse:
+        pipeline, encoder = self.pipeline, self.pipeline.encoder
+        return pb.InfoResponse(
+            version=__version__, model_id=encoder.model_id, model_name=encoder.config.name,
+            widths=list(pipeline.widths), default_coarse_width=pipeline.coarse_width,
+            max_candidates=pipeline.limits.max_candidates, max_top_k=pipeline.limits.max_top_k,
+            max_message_bytes=self.settings.max_message_bytes,
+            chunk_size=self.settings.chunk_size,
+            scorer=pipeline.scorer.name if pipeline.scorer else "")
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        def unary(name: str, fn: Callable[..., Any], request: type, response: type) -> Any:
+            return grpc.unary_unary_rpc_method_handler(
+                self._guard(name, fn), request_deserializer=_deserializer(request),
+                response_serializer=response.SerializeToString)
+
+        return [
+            grpc.method_handlers_generic_handler("mmsearch.v1.SearchService", {
+                "Search": unary("SearchRequest", self.search, pb.SearchRequest,
+                                pb.SearchResponse)}),
+            grpc.method_handlers_generic_handler("mmsearch.v1.RerankService", {
+                "Rerank": unary("RerankRequest", self.rerank, pb.RerankRequest,
+                                pb.RerankResponse)}),
+            grpc.method_handlers_generic_handler("mmsearch.v1.InfoService", {
+                "Info": unary("InfoRequest", self.info, pb.InfoRequest, pb.InfoResponse)}),
+        ]
+
+
+class HealthWatcher:
+    """NOT_SERVING until models and Milvus are ready; then follows Milvus's health."""
+
+    def __init__(self, servicer: health.HealthServicer, probe: Callable[[], bool],
+                 interval_s: float = 5.0) -> None:
+        self.servicer, self.probe, self.interval_s = servicer, probe, interval_s
+        self._stop = threading.Event()
+        self.set(False)
+
+    def set(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", *SERVICES):
+            self.servicer.set(name, status)
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    healthy = self.probe()
+                except Exception:  # noqa: BLE001 - any failure means not serving
+                    healthy = False
+                self.set(healthy)
+                self._stop.wait(self.interval_s)
+        threading.Thread(target=loop, name="health", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_server(sidecar: Sidecar, probe: Callable[[], bool]) -> tuple[grpc.Server, int,
+                                                                        HealthWatcher]:
+    settings = sidecar.settings
+    options = [("grpc.max_receive_message_length", settings.max_message_bytes),
+               ("grpc.max_send_message_length", settings.max_message_bytes)]
+    server = grpc.server(ThreadPoolExecutor(max_workers=settings.workers,
+                                            thread_name_prefix="rpc"), options=options)
+    server.add_generic_rpc_handlers(sidecar.handlers())
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if settings.tls_cert and settings.tls_key:
+        credentials = grpc.ssl_server_credentials([(settings.tls_key, settings.tls_cert)])
+        port = server.add_secure_port(settings.address, credentials)
+    else:
+        port = server.add_insecure_port(settings.address)
+    return server, port, HealthWatcher(health_servicer, probe)

@@ -1,0 +1,51 @@
+"""Wiring: config -> encoder, Milvus, scorer -> SearchPipeline -> running sidecar."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mmsearch.config import Config
+from plugin.commands import load_configured_encoder, milvus_target
+from plugin.connection import Retrying
+from plugin.index_spec import specs_for
+from rerank.pipeline import Limits, SearchPipeline
+from rerank.server import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_pipeline(config: Config) -> SearchPipeline:
+    encoder = load_configured_encoder(config)
+    if config.widths[-1] != encoder.config.width_max:
+        from encoders.errors import ConfigError
+
+        raise ConfigError("widths", f"must end at the model's width {encoder.config.width_max}")
+    coarse = config.server.coarse_width if config.server.coarse_width in config.widths \
+        else config.widths[min(1, len(config.widths) - 1)]
+    scorer = load_scorer(config)
+    limits = Limits(config.limits.max_top_k, config.limits.max_candidates,
+                    min(config.limits.default_candidates, config.limits.max_candidates))
+    return SearchPipeline(encoder, Retrying(milvus_target(config)), config.widths,
+                          specs_for(config.widths, config.index), limits, coarse, scorer)
+
+
+def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None
+    folder = Path(config.models.dir) / "export" / config.models.scorer
+    if not config.models.scorer:
+        log.warning("no scorer configured (models.scorer): rerank is off; Search replies use "
+                    "the refine order and Rerank answers FAILED_PRECONDITION")
+        return None
+    from rerank.scorer import OnnxScorer
+
+    return OnnxScorer(folder, chunk_size=config.server.chunk_size)
+
+
+def server_settings(config: Config, address: str | None = None) -> ServerSettings:
+    server = config.server
+    token = Path(server.token_file).read_text().strip() if server.token_file else None
+    cert = Path(server.tls_cert).read_bytes() if server.tls_cert else None
+    key = Path(server.tls_key).read_bytes() if server.tls_key else None
+    return ServerSettings(address or server.address, config.limits.max_message_bytes,
+                          config.limits.max_concurrency, server.workers, server.chunk_size,
+                          token, cert, key)
