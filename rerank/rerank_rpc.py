@@ -20,8 +20,6 @@ from rerank.pipeline import SearchPipeline, SearchQuery
 def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,
                    grpc_remaining_s: float | None) -> pb.RerankResponse:
     started = time.perf_counter()
-    if pipeline.scorer is None:
-        raise PreconditionError("no scorer is loaded on this server", "candidates")
     if not request.HasField("query"):
         raise ValidationError("required", "query")
     candidates = list(request.candidates)
@@ -64,6 +62,8 @@ def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,
                        np.float32)
     if deadline is not None and time.monotonic() > deadline:
         raise DeadlineError("deadline passed before the rerank stage")
+    if pipeline.scorer is None:  # after validation: bad input is reported as such first
+        raise PreconditionError("no scorer is loaded on this server", "candidates")
     t0 = time.perf_counter()
     scores = pipeline.scorer.rerank(vector, query_local, vectors, locals_, has_local, first)
     timings["rerank"] = (time.perf_counter() - t0) * 1000

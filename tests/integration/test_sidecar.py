@@ -1,0 +1,270 @@
+"""The sidecar on 127.0.0.1 over Milvus Lite, called through the generated Python stubs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from PIL import Image
+
+from encoders import load_encoder
+from mmsearch.v1 import search_pb2 as pb
+from mmsearch.v1 import search_pb2_grpc
+from plugin.connection import MilvusTarget, Retrying
+from plugin.index_spec import specs_for
+from plugin.schema import Layout
+from plugin.sources import open_source
+from plugin.worker import IngestOptions, IngestWorker
+from rerank.pipeline import Limits, SearchPipeline
+from rerank.server import ServerSettings, Sidecar, build_server
+from tests.conftest import CAPTIONS, png_bytes
+from tests.integration.conftest import write_items
+
+WIDTHS = (8, 16, 32)
+
+
+@pytest.fixture(scope="module")
+def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("sidecar")
+    manifest = write_items(root / "data", 40)
+    encoder = load_encoder("onnx", export_dir=models_dir / "export" / "tiny")
+    milvus = Retrying(MilvusTarget(str(root / "milvus.db")))
+    options = IngestOptions(Layout("items", WIDTHS), specs_for(WIDTHS, {}), root / "state",
+                            batch_size=16, progress=False)
+    IngestWorker(encoder, milvus, options).run(open_source(manifest))
+    pipeline = SearchPipeline(encoder, milvus, WIDTHS, specs_for(WIDTHS, {}),
+                              Limits(max_top_k=20, max_candidates=50, default_candidates=30),
+                              coarse_width=16)
+    servers = {}
+    for name, token in (("open", None), ("auth", "s3cret-token")):
+        settings = ServerSettings("127.0.0.1:0", max_message_bytes=2 * 1024 * 1024,
+                                  token=token, workers=8)
+        server, port, health = build_server(Sidecar(pipeline, settings),
+                                            probe=lambda: milvus.client is not None)
+        server.start()
+        health.start()
+        servers[name] = (server, port, health)
+    channel = grpc.insecure_channel(f"127.0.0.1:{servers['open'][1]}")
+    yield {"channel": channel, "root": root, "manifest": manifest, "servers": servers,
+           "search": search_pb2_grpc.SearchServiceStub(channel)}
+    channel.close()
+    for server, _, health in servers.values():
+        health.stop()
+        server.stop(0)
+
+
+def image_of(stack: dict, index: int) -> bytes:
+    return (stack["root"] / "data" / "img" / f"item-{index}.png").read_bytes()
+
+
+def call_code(fn, request, **kwargs) -> tuple[grpc.StatusCode, str]:  # noqa: ANN001
+    kwargs.setdefault("timeout", 30)
+    with pytest.raises(grpc.RpcError) as err:
+        fn(request, **kwargs)
+    return err.value.code(), err.value.details()
+
+
+def test_health_reflection_and_info(stack: dict) -> None:
+    health = health_pb2_grpc.HealthStub(stack["channel"])
+    deadline = time.time() + 20
+    status = None
+    while time.time() < deadline:
+        status = health.Check(health_pb2.HealthCheckRequest(service="")).status
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            break
+        time.sleep(0.1)
+    assert status == health_pb2.HealthCheckResponse.SERVING
+    reflect = reflection_pb2_grpc.ServerReflectionStub(stack["channel"])
+    reply = next(reflect.ServerReflectionInfo(iter([
+        reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"mmsearch.v1.SearchService", "mmsearch.v1.RerankService",
+            "mmsearch.v1.InfoService", "grpc.health.v1.Health"} <= names
+    info = search_pb2_grpc.InfoServiceStub(stack["channel"]).Info(pb.InfoRequest(), timeout=10)
+    assert list(info.widths) == list(WIDTHS) and info.max_top_k == 20
+    assert info.default_coarse_width == 16 and info.scorer == "" and info.model_id
+
+
+def test_search_by_image_text_and_id(stack: dict) -> None:
+    search = stack["search"]
+    reply = search.Search(pb.SearchRequest(base="items", top_k=5, query=pb.Query(
+        image=image_of(stack, 3), text=CAPTIONS[3])), timeout=30)
+    assert reply.hits[0].id == "item-3"  # the stored item with the same image and text
+    assert reply.hits[0].stages.refine == pytest.approx(1.0, abs=1e-4)
+    assert len(reply.hits) == 5
+    top = reply.hits[0]
+    assert top.stages.HasField("ann") and top.stages.HasField("refine")
+    assert not top.stages.HasField("rerank") and top.score == pytest.approx(top.stages.refine)
+    assert [h.score for h in reply.hits] == sorted((h.score for h in reply.hits), reverse=True)
+    assert {"encode", "ann", "refine", "total"} <= set(reply.metadata.timings_ms)
+    by_text = search.Search(pb.SearchRequest(base="items", top_k=3, query=pb.Query(
+        text="red face")), timeout=30)
+    assert len(by_text.hits) == 3
+    by_id = search.Search(pb.SearchRequest(base="items", top_k=5, query=pb.Query(
+        id="item-7")), timeout=30)
+    assert "item-7" not in [h.id for h in by_id.hits]  # self excluded by default
+    with_self = search.Search(pb.SearchRequest(base="items", top_k=5, query=pb.Query(
+        id="item-7"), options=pb.SearchOptions(include_self=True)), timeout=30)
+    assert with_self.hits[0].id == "item-7"
+
+
+def test_filter_restricts_hits(stack: dict) -> None:
+    reply = stack["search"].Search(pb.SearchRequest(
+        base="items", top_k=10, filter='category == "b" and rank < 20',
+        query=pb.Query(text="green cat")), timeout=30)
+    lines = [json.loads(x) for x in stack["manifest"].read_text().splitlines()]
+    allowed = {x["id"] for x in lines if x["attrs"]["category"] == "b" and x["attrs"]["rank"] < 20}
+    assert reply.hits and {h.id for h in reply.hits} <= allowed
+
+
+def raw_search(stack: dict, payload: bytes) -> tuple[grpc.StatusCode, str]:
+    method = stack["channel"].unary_unary("/mmsearch.v1.SearchService/Search",
+                                          request_serializer=lambda b: b,
+                                          response_deserializer=lambda b: b)
+    return call_code(method, payload)
+
+
+def big_png() -> bytes:
+    return png_bytes(Image.new("1", (7000, 6000)))
+
+
+BAD_SEARCHES = [
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query()), "INVALID_ARGUMENT", "query"),
+    (pb.SearchRequest(base="items", top_k=5), "INVALID_ARGUMENT", "query"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(image=b"not an image")),
+     "INVALID_ARGUMENT", "query.image"),
+    (pb.SearchRequest(base="items", top_k=0, query=pb.Query(text="red")), "INVALID_ARGUMENT",
+     "top_k"),
+    (pb.SearchRequest(base="items", top_k=-3, query=pb.Query(text="red")), "INVALID_ARGUMENT",
+     "top_k"),
+    (pb.SearchRequest(base="items", top_k=21, query=pb.Query(text="red")), "INVALID_ARGUMENT",
+     "top_k"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(text="red"),
+                      options=pb.SearchOptions(candidates=51)), "INVALID_ARGUMENT",
+     "options.candidates"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(text="red"),
+                      options=pb.SearchOptions(coarse_width=12)), "INVALID_ARGUMENT",
+     "options.coarse_width"),
+    (pb.SearchRequest(base="nothere", top_k=5, query=pb.Query(text="red")), "NOT_FOUND",
+     "base"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(id="nope")), "NOT_FOUND",
+     "query.id"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(text="red"), filter="rank >>> 3"),
+     "INVALID_ARGUMENT", "filter"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(text="red"),
+                      filter='colour == "red"'), "INVALID_ARGUMENT", "filter"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(text="red"),
+                      options=pb.SearchOptions(rerank=True)), "FAILED_PRECONDITION",
+     "options.rerank"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(text="   ")), "INVALID_ARGUMENT",
+     "query.text"),
+    (pb.SearchRequest(base="items", top_k=5, query=pb.Query(id="item-1", text="red")),
+     "INVALID_ARGUMENT", "query"),
+]
+
+
+@pytest.mark.parametrize(("request_", "code", "field"), BAD_SEARCHES,
+                         ids=[f"{c}-{f}-{i}" for i, (_, c, f) in enumerate(BAD_SEARCHES)])
+def test_bad_search_gets_the_documented_status(stack: dict, request_: pb.SearchRequest,
+                                               code: str, field: str) -> None:
+    got, details = call_code(stack["search"].Search, request_)
+    assert got == getattr(grpc.StatusCode, code), details
+    assert details.startswith(field), details
+    # and the server keeps serving
+    ok = stack["search"].Search(pb.SearchRequest(base="items", top_k=1, query=pb.Query(
+        text="red face")), timeout=30)
+    assert len(ok.hits) == 1
+
+
+def test_oversized_image_text_not_utf8_and_oversized_message(stack: dict) -> None:
+    code, details = call_code(stack["search"].Search, pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(image=big_png())))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "query.image" in details
+    assert "exceeds" in details
+    # a Go/Node client can put non-UTF-8 bytes in a string field: craft it by hand
+    query = b"\x12\x04caf\xe9"  # Query.text (field 2) = b"caf\xe9"
+    payload = b"\x0a\x05items" + b"\x12" + bytes([len(query)]) + query + b"\x18\x05"
+    code, details = raw_search(stack, payload)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("query.text")
+    code, details = call_code(stack["search"].Search, pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(image=b"\0" * (3 * 1024 * 1024))))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_deadline_already_past(stack: dict) -> None:
+    code, _ = call_code(stack["search"].Search, pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(text="red")), timeout=0.000001)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_rerank_validates_then_needs_a_scorer(stack: dict) -> None:
+    rerank = search_pb2_grpc.RerankServiceStub(stack["channel"])
+    wrong_dim = pb.RerankRequest(query=pb.Query(text="red"), candidates=[
+        pb.RerankCandidate(vector=pb.Vector(values=[0.1] * 7))])
+    code, details = call_code(rerank.Rerank, wrong_dim)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("candidates[0].vector")
+    over = pb.RerankRequest(query=pb.Query(text="red"), candidates=[
+        pb.RerankCandidate(vector=pb.Vector(values=list(np.ones(32)))) for _ in range(51)])
+    code, details = call_code(rerank.Rerank, over)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("candidates")
+    unknown = pb.RerankRequest(base="items", query=pb.Query(text="red"),
+                               candidates=[pb.RerankCandidate(id="ghost")])
+    code, details = call_code(rerank.Rerank, unknown)
+    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("candidates[0].id")
+    fine = pb.RerankRequest(base="items", query=pb.Query(text="red"),
+                            candidates=[pb.RerankCandidate(id="item-1")])
+    code, details = call_code(rerank.Rerank, fine)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "no scorer" in details
+
+
+def test_bearer_token(stack: dict) -> None:
+    port = stack["servers"]["auth"][1]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        info = search_pb2_grpc.InfoServiceStub(channel)
+        code, details = call_code(info.Info, pb.InfoRequest())
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "authorization" in details
+        code, _ = call_code(info.Info, pb.InfoRequest(),
+                            metadata=[("authorization", "Bearer wrong")])
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        reply = info.Info(pb.InfoRequest(), timeout=10,
+                          metadata=[("authorization", "Bearer s3cret-token")])
+        assert reply.model_id
+
+
+@pytest.mark.parametrize("through_server", [True, False], ids=["--server", "in-process"])
+def test_search_command_writes_one_line_per_query(stack: dict, models_dir: Path,
+                                                  tmp_path: Path, through_server: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmsearch.cli import main
+
+    (tmp_path / "q.png").write_bytes(image_of(stack, 5))
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps(q) for q in [
+        {"qid": "by-image", "image": "q.png"},
+        {"qid": "by-id", "id": "item-5"},
+        {"qid": "filtered", "text": "red face", "filter": 'category == "a"'},
+        {"qid": "broken", "id": "ghost"},
+    ]) + "\n")
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setenv("MMSEARCH_WIDTHS", "8,16,32")
+    args = ["search", "--base", "items", "--queries", str(queries), "--top-k", "3",
+            "--output", str(out), "--models-dir", str(models_dir), "--model", "tiny",
+            "--coarse-width", "16"]
+    if through_server:
+        args += ["--server", f"127.0.0.1:{stack['servers']['open'][1]}"]
+    else:
+        args += ["--uri", str(stack["root"] / "milvus.db")]
+    assert main(args) == 1  # one query failed; the others were still answered
+    lines = {line["qid"]: line for line in map(json.loads, out.read_text().splitlines())}
+    assert lines["by-image"]["hits"][0]["id"] == "item-5"
+    assert set(lines["by-image"]["hits"][0]["stages"]) == {"ann", "refine"}
+    assert "item-5" not in [h["id"] for h in lines["by-id"]["hits"]]
+    assert len(lines["filtered"]["hits"]) == 3 and "total" in lines["filtered"]["timings_ms"]
+    assert "ghost" in lines["broken"]["error"]
