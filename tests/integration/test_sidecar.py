@@ -247,7 +247,8 @@ def test_search_command_writes_one_line_per_query(stack: dict, models_dir: Path,
     (tmp_path / "q.png").write_bytes(image_of(stack, 5))
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps(q) for q in [
-        {"qid": "by-image", "image": "q.png"},
+        # image + caption of item-5: its stored (fused) vector is an exact match
+        {"qid": "by-image", "image": "q.png", "text": CAPTIONS[5]},
         {"qid": "by-id", "id": "item-5"},
         {"qid": "filtered", "text": "red face", "filter": 'category == "a"'},
         {"qid": "broken", "id": "ghost"},
