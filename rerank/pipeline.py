@@ -44,6 +44,7 @@ class Limits:
     max_top_k: int = 200
     max_candidates: int = 1000
     default_candidates: int = 200
+    rerank_depth: int = 64  # the scorer reorders the refined list's head; the rest follows
 
 
 @dataclass(frozen=True)
@@ -224,11 +225,21 @@ class SearchPipeline:
 
     def _rerank(self, hits: list[Hit], rows: Mapping[str, Any], query: np.ndarray,
                 query_local: np.ndarray | None, timed: _Timer, result: SearchResult) -> None:
-        """Rerank in place; skipped (reply marked degraded) when it cannot finish in time."""
+        """Rerank the head of the refined list in place (the scorer was trained on lists of
+        that depth; the tail keeps the refine order below it). Skipped, and the reply
+        marked degraded, when it cannot finish before the deadline."""
         assert self.scorer is not None
-        if timed.remaining_ms() < self.scorer.estimate_ms(len(hits)):
+        depth = min(len(hits), self.limits.rerank_depth)
+        if timed.remaining_ms() < self.scorer.estimate_ms(depth):
             result.degraded_reasons.append("rerank_deadline")
             return
+        head, tail = hits[:depth], hits[depth:]
+        self._rerank_head(head, rows, query, query_local, timed)
+        hits[:] = head + tail
+
+    def _rerank_head(self, hits: list[Hit], rows: Mapping[str, Any], query: np.ndarray,
+                     query_local: np.ndarray | None, timed: _Timer) -> None:
+        assert self.scorer is not None
         locals_, has_local = self._locals(hits, rows)
         with timed("rerank"):
             scores = self.scorer.rerank(query, query_local, l2_normalize(np.stack(

@@ -24,8 +24,16 @@ def build_pipeline(config: Config) -> SearchPipeline:
     coarse = config.server.coarse_width if config.server.coarse_width in config.widths \
         else config.widths[min(1, len(config.widths) - 1)]
     scorer = load_scorer(config)
+    if scorer is not None and scorer.embedder_model_id != encoder.model_id:
+        from encoders.errors import ModelMismatchError
+
+        raise ModelMismatchError(
+            f"scorer {scorer.name} was trained on embeddings of model "
+            f"{scorer.embedder_model_id}, the loaded embedder is {encoder.model_id}: retrain "
+            "it (`mmsearch train reranker`) or set models.scorer to ''")
     limits = Limits(config.limits.max_top_k, config.limits.max_candidates,
-                    min(config.limits.default_candidates, config.limits.max_candidates))
+                    min(config.limits.default_candidates, config.limits.max_candidates),
+                    config.limits.rerank_depth)
     return SearchPipeline(encoder, Retrying(milvus_target(config)), config.widths,
                           specs_for(config.widths, config.index), limits, coarse, scorer)
 

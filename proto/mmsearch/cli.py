@@ -23,7 +23,6 @@ NPM_CACHE = Path(".cache/npm")
 
 UNBUILT = {
     "train encoder": "issue 3 (the trained embedder)",
-    "train reranker": "issue 5 (the rerank sidecar and scorer)",
     "index": "issue 7 (index tooling for DBAs)",
 }
 
@@ -96,6 +95,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = args.out or config.models.export_dir
     manifest = export_onnx(model_dir, out)
     print(f"exported {manifest.config.name} (model_id {manifest.model_id}) to {out}")
+    scorer = Path(config.models.dir) / config.models.scorer if config.models.scorer else None
+    if scorer is not None and (scorer / "scorer.json").is_file():
+        from rerank.scorer.export import export_scorer
+
+        target = Path(config.models.dir) / "export" / config.models.scorer
+        print(f"exported scorer to {export_scorer(scorer, target, config.models.scorer)}")
     if args.tensorrt:
         from encoders.runtimes.tensorrt_runtime import build_engines
 
@@ -220,10 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
         DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
     baseline.add_argument("--out", type=Path, help="model folder (default models/<model>)")
     baseline.set_defaults(func=cmd_train_baseline)
-    for name in ("encoder", "reranker"):
-        p = train_sub.add_parser(name, help=f"train the {name} ({UNBUILT['train ' + name]})")
-        _common(p)
-        p.set_defaults(func=cmd_unbuilt(f"train {name}"))
+    encoder = train_sub.add_parser("encoder", help=f"train the encoder "
+                                   f"({UNBUILT['train encoder']})")
+    _common(encoder)
+    encoder.set_defaults(func=cmd_unbuilt("train encoder"))
+    reranker = train_sub.add_parser("reranker", help="train the listwise scorer on candidates "
+                                    "mined with the embedder (train identities)")
+    _common(reranker)
+    reranker.add_argument("--data", type=Path, default=DATA_DIR)
+    reranker.add_argument("--cache", type=Path, default=Path(".cache/features"))
+    reranker.add_argument("--out", type=Path, default=Path("models/scorer"))
+    reranker.add_argument("--epochs", type=int, default=10)
+    reranker.add_argument("--pg-epochs", type=int, default=1, help="policy-gradient epochs")
+    reranker.add_argument("--candidates", type=int, default=64, help="list length per query")
+    reranker.add_argument("--chunk-size", type=int, default=16)
+    reranker.add_argument("--seed", type=int, default=0)
+    reranker.set_defaults(func=plugin_command("cmd_train_reranker", "rerank.train.command"))
 
     export = sub.add_parser("export", help="export ONNX models (+ TensorRT engines) + manifest")
     _common(export)

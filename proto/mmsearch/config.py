@@ -40,7 +40,7 @@ class ModelsConfig:
     runtime: str = "onnx"
     device: str = "cpu"
     batch_size: int = 32
-    scorer: str = ""  # exported scorer folder under <dir>/export; "" = no rerank stage
+    scorer: str = "scorer"  # <dir>/<scorer> checkpoint, <dir>/export/<scorer>; "" = none
 
     @property
     def model_dir(self) -> Path:
@@ -57,6 +57,7 @@ class LimitsConfig:
     max_candidates: int = 1000
     max_top_k: int = 200
     default_candidates: int = 200
+    rerank_depth: int = 64
     max_concurrency: int = 32
     deadline_ms: int = 2000
 

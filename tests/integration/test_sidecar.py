@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
@@ -23,6 +24,9 @@ from plugin.schema import Layout
 from plugin.sources import open_source
 from plugin.worker import IngestOptions, IngestWorker
 from rerank.pipeline import Limits, SearchPipeline
+from rerank.scorer import OnnxScorer
+from rerank.scorer.export import export_scorer, save_checkpoint
+from rerank.scorer.model import ListwiseScorer, ScorerConfig
 from rerank.server import ServerSettings, Sidecar, build_server
 from tests.conftest import CAPTIONS, png_bytes
 from tests.integration.conftest import write_items
@@ -42,11 +46,15 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     pipeline = SearchPipeline(encoder, milvus, WIDTHS, specs_for(WIDTHS, {}),
                               Limits(max_top_k=20, max_candidates=50, default_candidates=30),
                               coarse_width=16)
+    scorer = tiny_scorer(root)
+    with_scorer = replace_scorer(pipeline, scorer)
     servers = {}
-    for name, token in (("open", None), ("auth", "s3cret-token")):
+    for name, token, served in (("open", None, pipeline), ("auth", "s3cret-token", pipeline),
+                                ("rerank", None, with_scorer),
+                                ("slow", None, replace_scorer(pipeline, NeverInTime(scorer)))):
         settings = ServerSettings("127.0.0.1:0", max_message_bytes=2 * 1024 * 1024,
                                   token=token, workers=8)
-        server, port, health = build_server(Sidecar(pipeline, settings),
+        server, port, health = build_server(Sidecar(served, settings),
                                             probe=lambda: milvus.client is not None)
         server.start()
         health.start()
@@ -58,6 +66,31 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     for server, _, health in servers.values():
         health.stop()
         server.stop(0)
+
+
+def tiny_scorer(root: Path) -> OnnxScorer:
+    torch.manual_seed(0)
+    model = ListwiseScorer(ScorerConfig(width=32, cells=4, local_dim=8, d_model=32)).eval()
+    save_checkpoint(model, root / "scorer", {"embedder_model_id": "tiny"})
+    return OnnxScorer(export_scorer(root / "scorer", root / "export" / "scorer"), chunk_size=8)
+
+
+class NeverInTime:
+    """A scorer that says it would take forever: the pipeline must skip it (degraded)."""
+
+    def __init__(self, scorer: OnnxScorer) -> None:
+        self.inner, self.name = scorer, "slow"
+
+    def estimate_ms(self, candidates: int) -> float:
+        return 1e9
+
+    def rerank(self, *args: object) -> np.ndarray:
+        return self.inner.rerank(*args)
+
+
+def replace_scorer(pipeline: SearchPipeline, scorer: object) -> SearchPipeline:
+    return SearchPipeline(pipeline.encoder, pipeline.milvus, pipeline.widths, pipeline.specs,
+                          Limits(20, 50, 30, rerank_depth=16), pipeline.coarse_width, scorer)
 
 
 def image_of(stack: dict, index: int) -> bytes:
@@ -255,6 +288,7 @@ def test_search_command_writes_one_line_per_query(stack: dict, models_dir: Path,
     ]) + "\n")
     out = tmp_path / "out.jsonl"
     monkeypatch.setenv("MMSEARCH_WIDTHS", "8,16,32")
+    monkeypatch.setenv("MMSEARCH_MODELS__SCORER", "")  # the tiny models folder has none
     args = ["search", "--base", "items", "--queries", str(queries), "--top-k", "3",
             "--output", str(out), "--models-dir", str(models_dir), "--model", "tiny",
             "--coarse-width", "16"]
@@ -269,3 +303,60 @@ def test_search_command_writes_one_line_per_query(stack: dict, models_dir: Path,
     assert "item-5" not in [h["id"] for h in lines["by-id"]["hits"]]
     assert len(lines["filtered"]["hits"]) == 3 and "total" in lines["filtered"]["timings_ms"]
     assert "ghost" in lines["broken"]["error"]
+
+
+def stub_for(stack: dict, server: str, kind: str = "search"):  # noqa: ANN201
+    channel = grpc.insecure_channel(f"127.0.0.1:{stack['servers'][server][1]}")
+    stack.setdefault("extra_channels", []).append(channel)
+    if kind == "search":
+        return search_pb2_grpc.SearchServiceStub(channel)
+    return search_pb2_grpc.RerankServiceStub(channel)
+
+
+def test_search_with_rerank_reorders_the_head(stack: dict) -> None:
+    reply = stub_for(stack, "rerank").Search(pb.SearchRequest(
+        base="items", top_k=20, query=pb.Query(text="green cat"),
+        options=pb.SearchOptions(candidates=30)), timeout=30)
+    assert len(reply.hits) == 20 and not reply.metadata.degraded
+    head = reply.hits[:16]  # rerank_depth = 16: those carry a calibrated probability
+    assert all(h.stages.HasField("rerank") and 0 <= h.score <= 1 for h in head)
+    assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
+    assert not any(h.stages.HasField("rerank") for h in reply.hits[16:])
+    assert "rerank" in reply.metadata.timings_ms
+    no_rerank = stub_for(stack, "rerank").Search(pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(text="green cat"),
+        options=pb.SearchOptions(rerank=False)), timeout=30)
+    assert not any(h.stages.HasField("rerank") for h in no_rerank.hits)
+
+
+def test_rerank_that_cannot_finish_in_time_degrades_to_refine_order(stack: dict) -> None:
+    reply = stub_for(stack, "slow").Search(pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(text="green cat"), deadline_ms=60_000), timeout=30)
+    assert reply.metadata.degraded
+    assert list(reply.metadata.degraded_reasons) == [pb.DEGRADED_REASON_RERANK_DEADLINE]
+    assert reply.hits and not any(h.stages.HasField("rerank") for h in reply.hits)
+    assert [h.score for h in reply.hits] == sorted((h.score for h in reply.hits), reverse=True)
+
+
+def test_rerank_rpc_points_results_to_inputs(stack: dict) -> None:
+    rerank = stub_for(stack, "rerank", "rerank")
+    vector = np.random.default_rng(4).standard_normal(32).tolist()
+    request = pb.RerankRequest(base="items", query=pb.Query(text="blue dog"), top_k=0,
+                               candidates=[pb.RerankCandidate(id="item-2"),
+                                           pb.RerankCandidate(vector=pb.Vector(values=vector)),
+                                           pb.RerankCandidate(id="item-9",
+                                                              first_stage_score=0.5)])
+    reply = rerank.Rerank(request, timeout=30)
+    assert sorted(r.index for r in reply.results) == [0, 1, 2]
+    by_index = {r.index: r for r in reply.results}
+    assert by_index[0].id == "item-2" and by_index[1].id == "" and by_index[2].id == "item-9"
+    assert [r.score for r in reply.results] == sorted((r.score for r in reply.results),
+                                                      reverse=True)
+    by_id = pb.RerankRequest(base="items", query=pb.Query(id="item-3"), top_k=0,
+                             candidates=request.candidates)
+    full = rerank.Rerank(by_id, timeout=30)
+    by_id.top_k = 1
+    top1 = rerank.Rerank(by_id, timeout=30)
+    assert len(top1.results) == 1 and top1.results[0].index == full.results[0].index
+    info = search_pb2_grpc.InfoServiceStub(stack["extra_channels"][-1]).Info(pb.InfoRequest())
+    assert info.scorer == "scorer"

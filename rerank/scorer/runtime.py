@@ -1,0 +1,112 @@
+"""ONNX Runtime scorer: all chunks of a request as one batch; scores are calibrated
+probabilities, so merging chunks is a sort."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from encoders.errors import BackendMissingError, ModelMismatchError
+from encoders.manifest import sha256_file
+
+log = logging.getLogger(__name__)
+INPUTS = ("query", "query_local", "query_local_mask", "cands", "cand_local", "cand_local_mask",
+          "first_stage", "valid")
+
+
+@dataclass(frozen=True)
+class ScorerFiles:
+    folder: Path
+
+    @property
+    def onnx(self) -> Path:
+        return self.folder / "scorer.onnx"
+
+    @property
+    def meta(self) -> Path:
+        return self.folder / "scorer.json"
+
+
+class OnnxScorer:
+    def __init__(self, folder: Path, chunk_size: int = 16, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendMissingError("onnxruntime", "pip install 'mmsearch[cpu]'") from None
+        files = ScorerFiles(Path(folder))
+        if not files.meta.is_file():
+            raise FileNotFoundError(f"no scorer.json in {folder}: run `mmsearch export`")
+        meta = json.loads(files.meta.read_text())
+        if sha256_file(files.onnx) != meta["sha256"]:
+            raise ModelMismatchError(f"{files.onnx} does not match scorer.json: re-export")
+        self.meta = meta
+        self.name = meta["name"]
+        self.embedder_model_id = meta.get("embedder_model_id", "")
+        self.cells, self.local_dim = meta["config"]["cells"], meta["config"]["local_dim"]
+        self.chunk_size = chunk_size
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(files.onnx), options,
+                                            providers=["CPUExecutionProvider"])
+        self._ms_per_chunk = 1.0
+        self._warm_up(meta["config"]["width"])
+        log.info("scorer %s on %s, chunk size %d (~%.2f ms per chunk)", self.name,
+                 self.session.get_providers()[0], chunk_size, self._ms_per_chunk)
+
+    def _warm_up(self, width: int) -> None:
+        rng = np.random.default_rng(0)
+        vectors = rng.standard_normal((self.chunk_size * 2, width)).astype(np.float32)
+        query = vectors[0] / np.linalg.norm(vectors[0])
+        local = np.zeros((len(vectors), self.cells, self.local_dim), np.float32)
+        for _ in range(3):
+            started = time.perf_counter()
+            self.rerank(query, None, vectors, local, np.zeros(len(vectors), bool),
+                        np.zeros(len(vectors), np.float32))
+            self._ms_per_chunk = (time.perf_counter() - started) * 1000 / 2
+
+    def estimate_ms(self, candidates: int) -> float:
+        return self._ms_per_chunk * max(1, -(-candidates // self.chunk_size))
+
+    def arrays(self, query: np.ndarray, query_local: np.ndarray | None, vectors: np.ndarray,
+               local: np.ndarray, has_local: np.ndarray, first_stage: np.ndarray
+               ) -> dict[str, np.ndarray]:
+        """Pad to whole chunks and lay them out as a batch (chunks, C, ...)."""
+        count, size = len(vectors), self.chunk_size
+        chunks = max(1, -(-count // size))
+        padded = chunks * size
+
+        def pad(array: np.ndarray) -> np.ndarray:
+            out = np.zeros((padded, *array.shape[1:]), array.dtype)
+            out[:count] = array
+            return out.reshape(chunks, size, *array.shape[1:])
+
+        q_local = (query_local if query_local is not None
+                   else np.zeros((self.cells, self.local_dim), np.float32))
+        return {
+            "query": np.repeat(query[None].astype(np.float32), chunks, 0),
+            "query_local": np.repeat(q_local[None].astype(np.float32), chunks, 0),
+            "query_local_mask": np.full(chunks, float(query_local is not None), np.float32),
+            "cands": pad(vectors.astype(np.float32)),
+            "cand_local": pad(local.astype(np.float32)),
+            "cand_local_mask": pad(has_local.astype(np.float32)),
+            "first_stage": pad(first_stage.astype(np.float32)),
+            "valid": pad(np.ones(count, bool)),
+        }
+
+    def rerank(self, query: np.ndarray, query_local: np.ndarray | None, vectors: np.ndarray,
+               local: np.ndarray, has_local: np.ndarray, first_stage: np.ndarray
+               ) -> np.ndarray:
+        started = time.perf_counter()
+        feeds = self.arrays(query, query_local, vectors, local, has_local, first_stage)
+        _, calibrated = self.session.run(None, feeds)
+        probs = 1.0 / (1.0 + np.exp(-calibrated.reshape(-1)[: len(vectors)]))
+        chunks = len(feeds["query"])
+        elapsed = (time.perf_counter() - started) * 1000 / chunks
+        self._ms_per_chunk = 0.8 * self._ms_per_chunk + 0.2 * elapsed  # moving estimate
+        return probs.astype(np.float32)

@@ -1,0 +1,73 @@
+"""`mmsearch train reranker`: mine lists with the embedder on train identities (both
+directions between the two vendors), train, save the checkpoint, export to ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from encoders import load_encoder
+from mmsearch.config import Config
+from rerank.scorer.export import export_scorer, save_checkpoint
+from rerank.scorer.model import ScorerConfig
+from rerank.train.emoji import encode_side
+from rerank.train.lists import Lists, Side, mine
+from rerank.train.loop import TrainSettings, train
+
+log = logging.getLogger(__name__)
+
+
+def joined(pairs: list[tuple[Side, Side, Lists]]) -> tuple[Side, Side, Lists]:
+    """Concatenate (query side, gallery side, lists) pairs into one training set."""
+    q_off = g_off = 0
+    sides_q, sides_g, lists = [], [], []
+    for queries, gallery, mined in pairs:
+        sides_q.append(queries)
+        sides_g.append(gallery)
+        lists.append(Lists(mined.query + q_off, mined.candidates + g_off, mined.scores,
+                           mined.relevant))
+        q_off += len(queries.labels)
+        g_off += len(gallery.labels)
+
+    def cat(sides: list[Side]) -> Side:
+        return Side(*(np.concatenate([getattr(s, f) for s in sides])
+                      for f in ("vectors", "local", "labels")))
+
+    return cat(sides_q), cat(sides_g), Lists(*(np.concatenate([getattr(x, f) for x in lists])
+                                              for f in ("query", "candidates", "scores",
+                                                        "relevant")))
+
+
+def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
+    encoder = load_encoder("onnx", export_dir=config.models.export_dir)
+    data = Path(args.data)
+    cache = Path(args.cache)
+    google = encode_side(encoder, data, "google", "train", cache)
+    twitter = encode_side(encoder, data, "twitter", "train", cache)
+    pairs = [(q, g, mine(q, g, args.candidates, force_positive=True))
+             for q, g in ((google, twitter), (twitter, google))]
+    queries, gallery, lists = joined(pairs)
+    settings = TrainSettings(chunk_size=args.chunk_size, epochs=args.epochs,
+                             pg_epochs=args.pg_epochs, seed=args.seed, progress=True)
+    scorer_config = ScorerConfig(width=encoder.config.width_max,
+                                 cells=encoder.config.local.grid ** 2,
+                                 local_dim=encoder.config.local.dim)
+    model, losses = train(scorer_config, queries, gallery, lists, settings)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip()
+    info = {"embedder_model_id": encoder.model_id, "losses": losses,
+            "train": vars(settings), "lists": int(len(lists.query)),
+            "command": "mmsearch train reranker " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
+                if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size")),
+            "code_version": commit}
+    out = Path(args.out)
+    save_checkpoint(model, out, info)
+    exported = export_scorer(out, Path(config.models.dir) / "export" / out.name, out.name)
+    print(f"scorer trained on {len(lists.query)} lists (loss {losses[0]:.3f} -> "
+          f"{losses[-1]:.3f}); checkpoint {out}, ONNX {exported}")
+    return 0

@@ -1,0 +1,116 @@
+"""The listwise scorer: training signal, export parity, masking, chunk layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rerank.scorer import OnnxScorer
+from rerank.scorer.export import export_scorer, save_checkpoint
+from rerank.scorer.model import ListwiseScorer, ScorerConfig
+from rerank.train.lists import Side, mine
+from rerank.train.loop import TrainSettings, ndcg_at_10, train
+
+CONFIG = ScorerConfig(width=32, cells=4, local_dim=8, d_model=32, heads=4, layers=2)
+
+
+def unit(array: np.ndarray) -> np.ndarray:
+    return (array / np.linalg.norm(array, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def synthetic_sides(seed: int = 0) -> tuple[Side, Side]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(32) % 16
+    prototypes = rng.standard_normal((16, 32))
+    cells = rng.standard_normal((16, 4, 8))
+
+    def side() -> Side:
+        vectors = unit(prototypes[labels] + 0.9 * rng.standard_normal((32, 32)))
+        local = unit(cells[labels] + 0.5 * rng.standard_normal((32, 4, 8)))
+        return Side(vectors, local, labels)
+
+    return side(), side()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[ListwiseScorer, Path]:
+    torch.manual_seed(0)
+    model = ListwiseScorer(CONFIG).eval()
+    root = tmp_path_factory.mktemp("scorer")
+    save_checkpoint(model, root / "ckpt", {"embedder_model_id": "tiny"})
+    return model, export_scorer(root / "ckpt", root / "export")
+
+
+def test_training_loss_falls_in_both_stages() -> None:
+    queries, gallery = synthetic_sides()
+    lists = mine(queries, gallery, depth=16, force_positive=True)
+    assert lists.relevant.any(axis=1).all()
+    _, losses = train(CONFIG, queries, gallery, lists,
+                      TrainSettings(chunk_size=8, epochs=8, pg_epochs=2, batch_lists=8))
+    assert losses[7] < 0.7 * losses[0]
+    assert all(np.isfinite(losses))
+
+
+def feeds(scorer: OnnxScorer, count: int, seed: int = 1) -> tuple[dict, tuple]:
+    rng = np.random.default_rng(seed)
+    vectors = unit(rng.standard_normal((count, 32)))
+    local = unit(rng.standard_normal((count, 4, 8)))
+    has = rng.random(count) > 0.3
+    first = rng.random(count).astype(np.float32)
+    args = (vectors[0], local[0], vectors, local, has, first)
+    return scorer.arrays(*args), args
+
+
+@pytest.mark.parametrize("count", [1, 7, 16, 40])
+def test_onnx_matches_torch_for_any_number_of_chunks(exported, count: int) -> None:  # noqa: ANN001
+    model, folder = exported
+    scorer = OnnxScorer(folder, chunk_size=16)
+    arrays, args = feeds(scorer, count)
+    with torch.inference_mode():
+        _, calibrated = model(*(torch.from_numpy(arrays[k]) for k in (
+            "query", "query_local", "query_local_mask", "cands", "cand_local",
+            "cand_local_mask", "first_stage", "valid")))
+    reference = torch.sigmoid(calibrated).reshape(-1)[:count].numpy()
+    np.testing.assert_allclose(scorer.rerank(*args), reference, atol=1e-4)
+    assert scorer.estimate_ms(count) > 0
+
+
+def test_padding_and_masked_local_features_do_not_change_scores(exported) -> None:  # noqa: ANN001
+    _, folder = exported
+    scorer = OnnxScorer(folder, chunk_size=16)
+    _, (query, query_local, vectors, local, has, first) = feeds(scorer, 5)
+    alone = scorer.rerank(query, query_local, vectors, local, has, first)
+    wide = OnnxScorer(folder, chunk_size=32).rerank(query, query_local, vectors, local, has,
+                                                     first)
+    np.testing.assert_allclose(alone, wide, atol=1e-5)  # more padding, same scores
+    scrambled = local.copy()
+    scrambled[~has] = unit(np.random.default_rng(9).standard_normal(scrambled[~has].shape))
+    np.testing.assert_allclose(scorer.rerank(query, query_local, vectors, scrambled, has,
+                                             first), alone, atol=1e-6)
+
+
+def test_without_cross_attention_candidates_are_scored_independently() -> None:
+    torch.manual_seed(0)
+    model = ListwiseScorer(ScorerConfig(**{**CONFIG.to_json(), "cross_attention": False}))
+    model.eval()
+    rng = np.random.default_rng(3)
+    q = torch.from_numpy(unit(rng.standard_normal((1, 32))))
+    c = torch.from_numpy(unit(rng.standard_normal((1, 6, 32))))
+    ql, cl = torch.zeros(1, 4, 8), torch.zeros(1, 6, 4, 8)
+    args = (q, ql, torch.zeros(1), c, cl, torch.zeros(1, 6), torch.zeros(1, 6),
+            torch.ones(1, 6, dtype=torch.bool))
+    with torch.inference_mode():
+        _, full = model(*args)
+        changed = c.clone()
+        changed[0, 5] = -changed[0, 5]
+        _, other = model(*args[:3], changed, *args[4:])
+    torch.testing.assert_close(full[0, :5], other[0, :5])
+
+
+def test_ndcg_reward() -> None:
+    ranked = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0]])
+    expected = torch.tensor([1.0, 1 / np.log2(3), 0.0], dtype=torch.float32)
+    torch.testing.assert_close(ndcg_at_10(ranked), expected)
