@@ -60,7 +60,7 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
     info = {"embedder_model_id": encoder.model_id, "losses": losses,
-            "train": vars(settings), "lists": int(len(lists.query)),
+            "train": vars(settings), "lists": int(len(lists.query)), "depth": args.candidates,
             "command": "mmsearch train reranker " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
                 if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size")),

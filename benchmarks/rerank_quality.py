@@ -1,0 +1,182 @@
+"""Rerank quality and speed on test identities (never trained on), image-only queries
+against an image-only gallery, google->twitter and twitter->google.
+
+Stages: ANN = exact search at width 64 (what a FLAT index returns; the index's own recall
+is the DBA benchmark's business), 200 candidates; refine = full-width cosine; rerank = the
+scorer on the refined head (depth 64, chunks of 16, one ONNX batch). Ablations retrain the
+scorer without local features / without candidate-to-candidate attention (same seed and
+settings) and vary the chunk size at inference. ECE: 10 equal-width bins of the calibrated
+probability over every reranked candidate. Speed: ONNX Runtime CPU, p50/p99 over 300 calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
+from encoders import load_encoder  # noqa: E402
+from encoders.mrl import at_width  # noqa: E402
+from rerank.scorer import OnnxScorer  # noqa: E402
+from rerank.scorer.export import export_scorer, load_checkpoint, save_checkpoint  # noqa: E402
+from rerank.train.command import joined  # noqa: E402
+from rerank.train.emoji import encode_side  # noqa: E402
+from rerank.train.lists import Side, mine  # noqa: E402
+from rerank.train.loop import TrainSettings, train  # noqa: E402
+
+CANDIDATES, DEPTH = 200, 64
+
+
+def evaluate(queries: Side, gallery: Side, scorer: OnnxScorer | None, depth: int = DEPTH
+             ) -> tuple[dict[str, dict[str, float]], list[tuple[float, bool]]]:
+    coarse = at_width(queries.vectors, 64) @ at_width(gallery.vectors, 64).T
+    candidates = np.argsort(-coarse, axis=1)[:, :CANDIDATES]
+    orders: dict[str, list[np.ndarray]] = {"ann": [], "refine": [], "rerank": []}
+    calibration: list[tuple[float, bool]] = []
+    for i, cand in enumerate(candidates):
+        refine_scores = gallery.vectors[cand] @ queries.vectors[i]
+        refined = cand[np.argsort(-refine_scores)]
+        orders["ann"].append(cand)
+        orders["refine"].append(refined)
+        if scorer is None:
+            continue
+        head = refined[:depth]
+        probs = scorer.rerank(queries.vectors[i], queries.local[i], gallery.vectors[head],
+                              gallery.local[head], np.ones(len(head), bool),
+                              np.sort(refine_scores)[::-1][:depth].astype(np.float32))
+        orders["rerank"].append(np.concatenate([head[np.argsort(-probs, kind="stable")],
+                                                refined[depth:]]))
+        calibration += list(zip(probs.tolist(),
+                                (gallery.labels[head] == queries.labels[i]).tolist(),
+                                strict=True))
+    return {name: metrics(queries, gallery, o) for name, o in orders.items() if o}, calibration
+
+
+def metrics(queries: Side, gallery: Side, orders: list[np.ndarray]) -> dict[str, float]:
+    relevant = np.array([gallery.labels[o] == queries.labels[i] for i, o in enumerate(orders)])
+    discounts = 1 / np.log2(np.arange(2, 12))
+    counts = np.array([(gallery.labels == label).sum() for label in queries.labels])
+    ideal = np.array([discounts[: max(1, min(c, 10))].sum() for c in counts])
+    r = np.maximum(counts, 1)
+    ap = [(np.cumsum(rel[:k]) / np.arange(1, k + 1) * rel[:k]).sum() / k
+          for rel, k in zip(relevant, r, strict=True)]
+    has = counts > 0
+    return {"recall@1": float(relevant[has, 0].mean()),
+            "recall@10": float(relevant[has, :10].any(1).mean()),
+            "map@r": float(np.mean(np.asarray(ap)[has])),
+            "ndcg@10": float(((relevant[:, :10] * discounts).sum(1) / ideal)[has].mean())}
+
+
+def ece(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
+    probs = np.array([p for p, _ in pairs])
+    truth = np.array([t for _, t in pairs], dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (probs >= low) & ((probs < high) | (high == 1))
+        if inside.any():
+            total += inside.mean() * abs(probs[inside].mean() - truth[inside].mean())
+    return float(total)
+
+
+def latency(scorer: OnnxScorer, side: Side, count: int, runs: int = 300) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    times = []
+    for _ in range(runs):
+        idx = rng.choice(len(side.labels), count, replace=False)
+        args = (side.vectors[idx[0]], side.local[idx[0]], side.vectors[idx], side.local[idx],
+                np.ones(count, bool), np.zeros(count, np.float32))
+        started = time.perf_counter()
+        scorer.rerank(*args)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data/emoji"))
+    parser.add_argument("--export-dir", type=Path, default=Path("models/export/baseline"))
+    parser.add_argument("--scorer", type=Path, default=Path("models/scorer"))
+    args = parser.parse_args()
+    encoder = load_encoder("onnx", export_dir=args.export_dir)
+    cache = Path(".cache/features")
+    sides = {(v, s): encode_side(encoder, args.data, v, s, cache)
+             for v in ("google", "twitter") for s in ("train", "test")}
+    shipped, meta = load_checkpoint(args.scorer)
+    work = Path(tempfile.mkdtemp(prefix="mmsearch-rerank-bench-"))
+    variants = {"shipped": export_scorer(args.scorer, work / "shipped")}
+    settings = TrainSettings(**{k: v for k, v in meta["train"].items() if k != "progress"})
+    q, g, lists = joined([(sides[(a, "train")], sides[(b, "train")],
+                           mine(sides[(a, "train")], sides[(b, "train")], meta.get("depth", 64),
+                                True)) for a, b in (("google", "twitter"), ("twitter", "google"))])
+    for name, change in (("no local features", {"use_local": False}),
+                         ("no candidate attention", {"cross_attention": False})):
+        model, _ = train(replace(shipped.config, **change), q, g, lists, settings)
+        save_checkpoint(model, work / name, meta)
+        variants[name] = export_scorer(work / name, work / f"{name}-onnx")
+    rows, results = [], []
+    for a, b in (("google", "twitter"), ("twitter", "google")):
+        queries, gallery = sides[(a, "test")], sides[(b, "test")]
+        runs = [(f"{v} chunk 16", OnnxScorer(p, 16)) for v, p in variants.items()]
+        runs += [(f"shipped chunk {c}", OnnxScorer(variants["shipped"], c))
+                 for c in (8, 32, DEPTH)]
+        for label, scorer in runs:
+            stage_metrics, pairs = evaluate(queries, gallery, scorer)
+            for stage, m in stage_metrics.items():
+                if stage != "rerank" and label != "shipped chunk 16":
+                    continue
+                name = stage if stage != "rerank" else f"rerank ({label})"
+                calibration = ece(pairs) if stage == "rerank" else None
+                results.append({"direction": f"{a}->{b}", "stage": name, **m, "ece": calibration})
+                rows.append((f"{a}->{b}", name, m["recall@1"], m["recall@10"], m["map@r"],
+                             m["ndcg@10"], "-" if calibration is None else f"{calibration:.3f}"))
+    scorer = OnnxScorer(variants["shipped"], 16)
+    speed = {n: latency(scorer, sides[("google", "test")], n) for n in (100, 200)}
+    table = markdown_table(("direction", "stage", "R@1", "R@10", "mAP@R", "nDCG@10", "ECE"),
+                           rows)
+    speed_table = markdown_table(("candidates", "p50 ms", "p99 ms"),
+                                 [(n, s["p50_ms"], s["p99_ms"]) for n, s in speed.items()])
+    intro = ("# Rerank quality and speed\n\nTest identities only; ANN = exact top-200 at "
+             "width 64; refine = full-width cosine; rerank = shipped scorer on the refined "
+             f"top {DEPTH} (chunks of 16 unless stated). Scorer trained with: "
+             f"`{meta.get('command', '')}` on embedder {meta.get('embedder_model_id')}.\n\n")
+    write("rerank_quality", {"results": results, "speed": speed, "scorer": meta},
+          intro + table + "\n\n## Rerank latency (ONNX Runtime CPU, all chunks one batch)\n\n"
+          + speed_table + "\n\n![R@1 by stage](rerank_quality.png)")
+    plot(results)
+    print(intro + table + "\n\n" + speed_table)
+
+
+def plot(results: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    directions = sorted({r["direction"] for r in results})
+    stages = [r["stage"] for r in results if r["direction"] == directions[0]]
+    width = 0.8 / len(directions)
+    for i, direction in enumerate(directions):
+        values = [next(r["recall@1"] for r in results
+                       if r["direction"] == direction and r["stage"] == s) for s in stages]
+        ax.bar(np.arange(len(stages)) + i * width, values, width, label=direction)
+    ax.set_xticks(np.arange(len(stages)) + width / 2, stages, rotation=30, ha="right",
+                  fontsize=7)
+    ax.set_ylabel("Recall@1")
+    ax.set_title("Recall@1 by stage and ablation (test identities)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "rerank_quality.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
