@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.set_defaults(func=cmd_unbuilt("index"))
 
     bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
-    bench.add_argument("which", choices=("baseline-quality", "encoder-speed"))
+    bench.add_argument("which", choices=("baseline-quality", "encoder-speed", "ingest-speed",
+                                         "index-defaults", "rerank-quality"))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=cmd_bench)
     return parser
