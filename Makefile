@@ -41,7 +41,12 @@ proto: $(VENV)/.train
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto \
 	  --grpc_python_out=proto proto/mmsearch/v1/*.proto
 
-test: $(VENV)/.train
+# the Node example client (and its test) use @grpc/grpc-js from the npm registry
+examples/node/node_modules/.installed: examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund --silent
+	touch $@
+
+test: $(VENV)/.train examples/node/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

@@ -360,3 +360,28 @@ def test_rerank_rpc_points_results_to_inputs(stack: dict) -> None:
     assert len(top1.results) == 1 and top1.results[0].index == full.results[0].index
     info = search_pb2_grpc.InfoServiceStub(stack["extra_channels"][-1]).Info(pb.InfoRequest())
     assert info.scorer == "scorer"
+
+
+def test_node_client(stack: dict) -> None:
+    """examples/node (grpc-js + proto-loader, installed by `make test`) against the server."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (apt-get install nodejs npm)")
+    assert (root / "examples/node/node_modules/@grpc/grpc-js").is_dir(), \
+        "run `make test` (it runs npm ci in examples/node)"
+    port = stack["servers"]["rerank"][1]
+    done = subprocess.run([node, str(root / "examples/node/client.js"), "--address",
+                           f"127.0.0.1:{port}", "--base", "items", "--text", "green cat",
+                           "--top-k", "4"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["info"]["scorer"] == "scorer" and out["info"]["widths"] == list(WIDTHS)
+    assert out["health"] == "SERVING"
+    assert len(out["hits"]) == 4 and "rerank" in out["hits"][0]["stages"]
+    assert sorted(r["index"] for r in out["rerank"]) == [0, 1, 2, 3]
+    assert out["badRequest"]["code"] == "INVALID_ARGUMENT"
+    assert out["badRequest"]["details"].startswith("top_k")

@@ -1,0 +1,76 @@
+// Example client for the mmsearch sidecar. Loads the .proto at run time (no codegen).
+//   node client.js --address 127.0.0.1:50051 --base emoji --text "red heart" [--image a.png]
+//                  [--id google:2764-FE0F] [--token TOKEN]
+// Prints one JSON object: info, health, search hits, and a rerank of those hits.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+function parseArgs(argv) {
+  const args = { address: '127.0.0.1:50051', base: 'items', topK: 5 };
+  for (let i = 2; i < argv.length; i += 2) {
+    const key = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    args[key] = argv[i + 1];
+  }
+  args.topK = Number(args.topK);
+  return args;
+}
+
+const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
+const definition = protoLoader.loadSync('mmsearch/v1/search.proto', {
+  includeDirs: [PROTO_ROOT], keepCase: true, longs: Number, enums: String, defaults: false,
+  oneofs: true,
+});
+const v1 = grpc.loadPackageDefinition(definition).mmsearch.v1;
+const healthDefinition = protoLoader.loadSync(path.join(__dirname, 'health.proto'),
+  { enums: String });
+const health = grpc.loadPackageDefinition(healthDefinition).grpc.health.v1;
+
+function call(client, method, request, metadata) {
+  return new Promise((resolve, reject) => {
+    client[method](request, metadata, { deadline: Date.now() + 30000 }, (err, reply) =>
+      (err ? reject(err) : resolve(reply)));
+  });
+}
+
+async function main() {
+  const args = parseArgs(process.argv);
+  const credentials = grpc.credentials.createInsecure();
+  const metadata = new grpc.Metadata();
+  if (args.token) metadata.add('authorization', `Bearer ${args.token}`);
+  const info = await call(new v1.InfoService(args.address, credentials), 'Info', {}, metadata);
+  const status = await call(new health.Health(args.address, credentials), 'Check',
+    { service: '' }, new grpc.Metadata());
+  const query = {};
+  if (args.text) query.text = args.text;
+  if (args.image) query.image = fs.readFileSync(args.image);
+  if (args.id) query.id = args.id;
+  const search = await call(new v1.SearchService(args.address, credentials), 'Search',
+    { base: args.base, top_k: args.topK, query }, metadata);
+  const hits = search.hits.map((h) => ({ id: h.id, score: h.score, stages: h.stages }));
+  let rerank = null;
+  if (info.scorer) {
+    const candidates = search.hits.map((h) => ({ id: h.id }));
+    const reply = await call(new v1.RerankService(args.address, credentials), 'Rerank',
+      { base: args.base, query, candidates, top_k: 0 }, metadata);
+    rerank = reply.results.map((r) => ({ index: r.index, id: r.id, score: r.score }));
+  }
+  let badRequest = null;  // how a validation error looks from Node
+  try {
+    await call(new v1.SearchService(args.address, credentials), 'Search',
+      { base: args.base, top_k: 0, query }, metadata);
+  } catch (err) {
+    badRequest = { code: grpc.status[err.code], details: err.details };
+  }
+  console.log(JSON.stringify({
+    info: { model_id: info.model_id, widths: info.widths, scorer: info.scorer },
+    health: status.status, hits, timings_ms: search.metadata.timings_ms, rerank, badRequest,
+  }));
+}
+
+main().catch((err) => {
+  console.error(`error: ${err.code !== undefined ? grpc.status[err.code] : ''} ${err.details || err.message}`);
+  process.exit(1);
+});
