@@ -20,7 +20,7 @@ function parseArgs(argv) {
 
 const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
 const definition = protoLoader.loadSync('mmsearch/v1/search.proto', {
-  includeDirs: [PROTO_ROOT], keepCase: true, longs: Number, enums: String, defaults: false,
+  includeDirs: [PROTO_ROOT], keepCase: true, longs: Number, enums: String, defaults: true,
   oneofs: true,
 });
 const v1 = grpc.loadPackageDefinition(definition).mmsearch.v1;
