@@ -209,22 +209,24 @@ class SearchPipeline:
         result.candidates = len(hits)
         if hits and (params.refine or rerank):
             timed.check("refine")
-            with timed("refine"):
+            with timed("fetch" if not params.refine else "refine"):
                 rows = self._fetch(layout, [h.id for h in hits])
                 hits = [h for h in hits if h.id in rows]  # deleted since the ANN: dropped
-                vectors = l2_normalize(np.stack([np.asarray(rows[h.id]["vector"], np.float32)
-                                                 for h in hits]))
-                for hit, score in zip(hits, vectors @ vector, strict=True):
-                    hit.refine = hit.score = float(score)
-                hits.sort(key=lambda h: -h.score)
+                unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32))
+                        for h in hits}
+                if params.refine:
+                    for hit in hits:
+                        hit.refine = hit.score = float(unit[hit.id] @ vector)
+                    hits.sort(key=lambda h: -h.score)
             if rerank and hits:
-                self._rerank(hits, rows, vector, query_local, timed, result)
+                self._rerank(hits, rows, unit, vector, query_local, timed, result)
         result.hits = hits[: params.top_k]
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
 
-    def _rerank(self, hits: list[Hit], rows: Mapping[str, Any], query: np.ndarray,
-                query_local: np.ndarray | None, timed: _Timer, result: SearchResult) -> None:
+    def _rerank(self, hits: list[Hit], rows: Mapping[str, Any], unit: Mapping[str, np.ndarray],
+                query: np.ndarray, query_local: np.ndarray | None, timed: _Timer,
+                result: SearchResult) -> None:
         """Rerank the head of the refined list in place (the scorer was trained on lists of
         that depth; the tail keeps the refine order below it). Skipped, and the reply
         marked degraded, when it cannot finish before the deadline."""
@@ -234,17 +236,18 @@ class SearchPipeline:
             result.degraded_reasons.append("rerank_deadline")
             return
         head, tail = hits[:depth], hits[depth:]
-        self._rerank_head(head, rows, query, query_local, timed)
+        self._rerank_head(head, rows, unit, query, query_local, timed)
         hits[:] = head + tail
 
-    def _rerank_head(self, hits: list[Hit], rows: Mapping[str, Any], query: np.ndarray,
+    def _rerank_head(self, hits: list[Hit], rows: Mapping[str, Any],
+                     unit: Mapping[str, np.ndarray], query: np.ndarray,
                      query_local: np.ndarray | None, timed: _Timer) -> None:
         assert self.scorer is not None
         locals_, has_local = self._locals(hits, rows)
+        first_stage = np.asarray([h.score for h in hits], np.float32)  # the last stage run
         with timed("rerank"):
-            scores = self.scorer.rerank(query, query_local, l2_normalize(np.stack(
-                [np.asarray(rows[h.id]["vector"], np.float32) for h in hits])), locals_,
-                has_local, np.asarray([h.refine for h in hits], np.float32))
+            scores = self.scorer.rerank(query, query_local, np.stack([unit[h.id] for h in hits]),
+                                        locals_, has_local, first_stage)
         for hit, score in zip(hits, scores, strict=True):
             hit.rerank = hit.score = float(score)
         hits.sort(key=lambda h: -h.score)

@@ -385,3 +385,16 @@ def test_node_client(stack: dict) -> None:
     assert sorted(r["index"] for r in out["rerank"]) == [0, 1, 2, 3]
     assert out["badRequest"]["code"] == "INVALID_ARGUMENT"
     assert out["badRequest"]["details"].startswith("top_k")
+
+
+def test_no_refine_keeps_the_ann_order_and_scores(stack: dict) -> None:
+    request = pb.SearchRequest(base="items", top_k=8, query=pb.Query(text="smiling man"),
+                               options=pb.SearchOptions(refine=False, rerank=False))
+    reply = stack["search"].Search(request, timeout=30)
+    assert reply.hits and not any(h.stages.HasField("refine") for h in reply.hits)
+    assert all(h.score == pytest.approx(h.stages.ann) for h in reply.hits)
+    reranked = stub_for(stack, "rerank").Search(pb.SearchRequest(
+        base="items", top_k=8, query=pb.Query(text="smiling man"),
+        options=pb.SearchOptions(refine=False)), timeout=30)
+    assert all(h.stages.HasField("rerank") and not h.stages.HasField("refine")
+               for h in reranked.hits)
