@@ -61,7 +61,7 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         servers[name] = (server, port, health)
     channel = grpc.insecure_channel(f"127.0.0.1:{servers['open'][1]}")
     yield {"channel": channel, "root": root, "manifest": manifest, "servers": servers,
-           "search": search_pb2_grpc.SearchServiceStub(channel)}
+           "search": search_pb2_grpc.SearchServiceStub(channel), "pipeline": pipeline}
     channel.close()
     for server, _, health in servers.values():
         health.stop()
@@ -398,3 +398,28 @@ def test_no_refine_keeps_the_ann_order_and_scores(stack: dict) -> None:
         options=pb.SearchOptions(refine=False)), timeout=30)
     assert all(h.stages.HasField("rerank") and not h.stages.HasField("refine")
                for h in reranked.hits)
+
+
+def test_tls(stack: dict, tmp_path: Path) -> None:
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out",
+                    str(cert)], check=True, capture_output=True)
+    pipeline = stack["pipeline"]
+    settings = ServerSettings("127.0.0.1:0", tls_cert=cert.read_bytes(), tls_key=key.read_bytes())
+    server, port, _ = build_server(Sidecar(pipeline, settings), probe=lambda: True)
+    server.start()
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+            info = search_pb2_grpc.InfoServiceStub(channel).Info(pb.InfoRequest(), timeout=10)
+            assert info.model_id == pipeline.encoder.model_id
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as plain:
+            code, _ = call_code(search_pb2_grpc.InfoServiceStub(plain).Info, pb.InfoRequest(),
+                                timeout=5)
+            assert code == grpc.StatusCode.UNAVAILABLE  # plaintext is refused
+    finally:
+        server.stop(0)
