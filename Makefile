@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # unpinned torch, which would otherwise fetch several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: proto demo test test-milvus-2.3 venv-train data export bench clean-venv
+.PHONY: proto demo test test-milvus-2.3 load-test venv-train data export bench clean-venv
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ $(MILVUS23_VENV)/.done:
 test-milvus-2.3: $(VENV)/.train $(MILVUS23_VENV)/.done
 	unshare -n sh -c 'ip link set lo up && TEST_MILVUS23_PYTHON=$(MILVUS23_VENV)/bin/python \
 	  $(PY) -m pytest -m milvus_server tests/integration/test_milvus_server.py'
+
+# 64 concurrent gRPC clients for 60 s against the real sidecar (not in `make test`):
+# writes p50/p99, QPS, errors and memory into benchmarks/results/sidecar_latency.*
+load-test: data export
+	$(PY) benchmarks/sidecar_latency.py --clients 64 --load-seconds 60
 
 bench: data export
 	$(PY) benchmarks/baseline_quality.py

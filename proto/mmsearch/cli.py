@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("which", choices=("baseline-quality", "encoder-speed", "ingest-speed",
-                                         "index-defaults", "rerank-quality"))
+                                         "index-defaults", "rerank-quality",
+                                         "sidecar-latency"))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=cmd_bench)
     return parser
