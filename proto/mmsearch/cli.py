@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("which", choices=("baseline-quality", "encoder-speed", "ingest-speed",
                                          "index-defaults", "rerank-quality",
-                                         "sidecar-latency"))
+                                         "sidecar-latency", "funnel"))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=cmd_bench)
     return parser
