@@ -42,34 +42,44 @@ def _profile_shapes(manifest: ModelManifest, max_batch: int, max_seq: int
     }
 
 
-def build_engines(export_dir: Path, max_batch: int = 32) -> ModelManifest:
-    """Build fp16 engines (optimisation profile batch 1..max_batch) and list them in the
-    manifest with their hashes."""
+Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+
+def build_engine(onnx_path: Path, engine_path: Path, shapes: Shapes) -> FileEntry:
+    """One fp16 engine from an ONNX file, with an optimisation profile (min, opt, max) per
+    dynamic input. Shared by the embedder and the scorer exports."""
     trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, (low, opt, high) in shapes.items():
+        profile.set_shape(name, low, opt, high)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
+    Path(engine_path).write_bytes(bytes(serialized))
+    return FileEntry(sha256_file(Path(engine_path)), Path(engine_path).stat().st_size)
+
+
+def build_engines(export_dir: Path, max_batch: int = 32) -> ModelManifest:
+    """Build the embedder's fp16 engines (profile batch 1..max_batch) and list them in the
+    manifest with their hashes."""
+    import_tensorrt()
     export_dir = Path(export_dir)
     manifest = ModelManifest.load(export_dir)
-    logger = trt.Logger(trt.Logger.WARNING)
     shapes = _profile_shapes(manifest, max_batch, manifest.text_max_length)
     engines = dict(manifest.engines)
     for part, engine_name in ENGINES.items():
-        builder = trt.Builder(logger)
-        network = builder.create_network(0)  # explicit batch is the only mode in TRT 10
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse((export_dir / f"{part}.onnx").read_bytes()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RuntimeError(f"TensorRT could not parse {part}.onnx: {errors}")
-        config = builder.create_builder_config()
-        config.set_flag(trt.BuilderFlag.FP16)
-        profile = builder.create_optimization_profile()
-        for name, (low, opt, high) in shapes[part].items():
-            profile.set_shape(name, low, opt, high)
-        config.add_optimization_profile(profile)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise RuntimeError(f"TensorRT failed to build the {part} engine")
-        path = export_dir / engine_name
-        path.write_bytes(bytes(serialized))
-        engines[engine_name] = FileEntry(sha256_file(path), path.stat().st_size)
+        engines[engine_name] = build_engine(export_dir / f"{part}.onnx",
+                                            export_dir / engine_name, shapes[part])
     manifest = replace(manifest, engines=engines)
     manifest.save(export_dir)
     return manifest

@@ -101,6 +101,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         target = Path(config.models.dir) / "export" / config.models.scorer
         print(f"exported scorer to {export_scorer(scorer, target, config.models.scorer)}")
+        if args.tensorrt:
+            from rerank.scorer.export import build_scorer_engine
+
+            engine = build_scorer_engine(target, config.server.chunk_size)
+            print(f"TensorRT fp16 scorer engine written to {engine}")
     if args.tensorrt:
         from encoders.runtimes.tensorrt_runtime import build_engines
 

@@ -54,3 +54,32 @@ def export_scorer(checkpoint: Path, out_dir: Path, name: str = "scorer") -> Path
     files.meta.write_text(json.dumps({"name": name, "config": c.to_json(),
                                       "sha256": sha256_file(files.onnx), **info}, indent=2))
     return files.folder
+
+
+def build_scorer_engine(folder: Path, chunk_size: int = 16, max_chunks: int = 64) -> Path:
+    """fp16 TensorRT engine for the exported scorer (profile: 1..max_chunks chunks of up
+    to chunk_size candidates), recorded with its hash in scorer.json."""
+    from encoders.runtimes.tensorrt_runtime import build_engine
+
+    files = ScorerFiles(Path(folder))
+    meta = json.loads(files.meta.read_text())
+    c = meta["config"]
+    opt = max(1, max_chunks // 4)
+
+    def profile(*tail: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return (1, *tail), (opt, *tail), (max_chunks, *tail)
+
+    def per_candidate(*tail: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return (1, 1, *tail), (opt, chunk_size, *tail), (max_chunks, chunk_size, *tail)
+
+    shapes = {"query": profile(c["width"]), "query_local": profile(c["cells"], c["local_dim"]),
+              "query_local_mask": profile(), "cands": per_candidate(c["width"]),
+              "cand_local": per_candidate(c["cells"], c["local_dim"]),
+              "cand_local_mask": per_candidate(), "first_stage": per_candidate(),
+              "valid": per_candidate()}
+    engine = files.folder / "scorer.fp16.engine"
+    entry = build_engine(files.onnx, engine, shapes)
+    meta["engine"] = {"file": engine.name, "sha256": entry.sha256, "chunk_size": chunk_size,
+                      "max_chunks": max_chunks}
+    files.meta.write_text(json.dumps(meta, indent=2))
+    return engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,26 @@ def test_ndcg_reward() -> None:
     ranked = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0]])
     expected = torch.tensor([1.0, 1 / np.log2(3), 0.0], dtype=torch.float32)
     torch.testing.assert_close(ndcg_at_10(ranked), expected)
+
+
+def test_scorer_engine_needs_tensorrt_and_says_how(exported) -> None:  # noqa: ANN001
+    import importlib.util
+
+    from encoders.errors import BackendMissingError
+    from rerank.scorer.export import build_scorer_engine
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt imports here; the missing-backend path cannot be shown")
+    with pytest.raises(BackendMissingError, match=r"pip install 'mmsearch\[tensorrt\]'"):
+        build_scorer_engine(exported[1])
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
+                    reason="tensorrt does not import on this machine (NVIDIA's index is "
+                    "unreachable here); the engine path runs on a GPU box")
+def test_scorer_engine_builds(exported) -> None:  # noqa: ANN001
+    from rerank.scorer.export import build_scorer_engine
+
+    engine = build_scorer_engine(exported[1], chunk_size=16, max_chunks=4)
+    assert engine.is_file() and engine.stat().st_size > 0
