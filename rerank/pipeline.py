@@ -98,13 +98,17 @@ class SearchPipeline:
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
 
     # -- validation -----------------------------------------------------------------
-    def _check(self, params: SearchParams) -> tuple[Layout, int, int, bool]:
-        if not params.base:
+    def layout(self, base: str) -> Layout:
+        """The base's collections, or INVALID_ARGUMENT naming `base`."""
+        if not base:
             raise ValidationError("required", "base")
         try:
-            layout = Layout(params.base, self.widths)
+            return Layout(base, self.widths)
         except Exception:
-            raise ValidationError(f"{params.base!r} is not a valid base name", "base") from None
+            raise ValidationError(f"{base!r} is not a valid base name", "base") from None
+
+    def _check(self, params: SearchParams) -> tuple[Layout, int, int, bool]:
+        layout = self.layout(params.base)
         if not 1 <= params.top_k <= self.limits.max_top_k:
             raise ValidationError(f"must be in 1..{self.limits.max_top_k}, got {params.top_k}",
                                   "top_k")
@@ -123,7 +127,7 @@ class SearchPipeline:
             raise PreconditionError("no scorer is loaded on this server", "options.rerank")
         return layout, width, candidates, rerank
 
-    def _verify_base(self, layout: Layout) -> None:
+    def verify_base(self, layout: Layout) -> None:
         """The base exists and was built with this model (re-checked every 5 s)."""
         if time.monotonic() - self._verified.get(layout.base, -1e9) < 5.0:
             return
@@ -140,12 +144,16 @@ class SearchPipeline:
         self._verified[layout.base] = time.monotonic()
 
     # -- stages ---------------------------------------------------------------------
-    def _query_vector(self, query: SearchQuery, layout: Layout, notes: list[str]
-                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    def query_vector(self, query: SearchQuery, layout: Layout | None, notes: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Full-width unit vector (+ local features) of a query; a query by id reads the
+        stored item from `layout`'s full-width collection."""
         if query.id is not None:
             if query.image is not None or query.text is not None:
                 raise ValidationError("give either an id or image/text, not both", "query")
-            rows = self._fetch(layout, [query.id])
+            if layout is None:
+                raise ValidationError("required for a query by id", "base")
+            rows = self.fetch(layout, [query.id])
             if not rows:
                 raise NotFoundError(f"no item {query.id!r} in base {layout.base!r}", "query.id")
             row = rows[query.id]
@@ -184,7 +192,7 @@ class SearchPipeline:
         return [{"id": h["id"], "ann": float(h["distance"]),
                  "label": h.get("entity", {}).get("label")} for h in hits[0]]
 
-    def _fetch(self, layout: Layout, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def fetch(self, layout: Layout, ids: list[str]) -> dict[str, dict[str, Any]]:
         alias = layout.alias(layout.full_width)
         expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
         rows = self.milvus.call("fetch", lambda c: c.query(
@@ -198,9 +206,9 @@ class SearchPipeline:
         result = SearchResult(hits=[])
         timed = _Timer(result.timings_ms, params.deadline)
         timed.check("encode")
-        self._verify_base(layout)
+        self.verify_base(layout)
         with timed("encode"):
-            vector, query_local = self._query_vector(query, layout, result.notes)
+            vector, query_local = self.query_vector(query, layout, result.notes)
         skip_self = query.id is not None and not params.include_self
         with timed("ann"):
             found = self._ann(layout, width, vector, candidates + int(skip_self), params.filter)
@@ -210,7 +218,7 @@ class SearchPipeline:
         if hits and (params.refine or rerank):
             timed.check("refine")
             with timed("fetch" if not params.refine else "refine"):
-                rows = self._fetch(layout, [h.id for h in hits])
+                rows = self.fetch(layout, [h.id for h in hits])
                 hits = [h for h in hits if h.id in rows]  # deleted since the ANN: dropped
                 unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32))
                         for h in hits}

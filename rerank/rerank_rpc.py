@@ -11,10 +11,9 @@ import numpy as np
 from encoders.mrl import l2_normalize
 from mmsearch.v1 import search_pb2 as pb
 from plugin.local_features import decode_local
-from plugin.schema import Layout
-from rerank.convert import deadline_from
+from rerank.convert import deadline_from, query_from_pb
 from rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
-from rerank.pipeline import SearchPipeline, SearchQuery
+from rerank.pipeline import SearchPipeline
 
 
 def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,
@@ -33,28 +32,19 @@ def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,
     deadline = deadline_from(None, grpc_remaining_s)
     width = pipeline.encoder.config.width_max
     by_id = [c.id for c in candidates if c.WhichOneof("source") == "id"]
-    rows: dict[str, Any] = {}
+    query = query_from_pb(request.query)
     layout = None
-    if by_id:
+    if by_id or query.id is not None:
         if not request.base:
-            raise ValidationError("required when candidates are given by id", "base")
-        layout = Layout(request.base, pipeline.widths)
-        pipeline._verify_base(layout)
-        rows = pipeline._fetch(layout, by_id)
-    if request.query.HasField("id") and layout is None:
-        if not request.base:
-            raise ValidationError("required for a query by id", "base")
-        layout = Layout(request.base, pipeline.widths)
-        pipeline._verify_base(layout)
-    query = SearchQuery(
-        image=request.query.image if request.query.HasField("image") else None,
-        text=request.query.text if request.query.HasField("text") else None,
-        id=request.query.id if request.query.HasField("id") else None)
+            raise ValidationError("required when the query or a candidate is given by id",
+                                  "base")
+        layout = pipeline.layout(request.base)
+        pipeline.verify_base(layout)
+    rows: dict[str, Any] = pipeline.fetch(layout, by_id) if by_id and layout else {}
     notes: list[str] = []
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    vector, query_local = pipeline._query_vector(query, layout or Layout("q", pipeline.widths),
-                                                 notes)
+    vector, query_local = pipeline.query_vector(query, layout, notes)
     timings["encode"] = (time.perf_counter() - t0) * 1000
     vectors, locals_, has_local = _candidate_arrays(candidates, rows, width, pipeline)
     first = np.asarray([c.first_stage_score if c.HasField("first_stage_score")

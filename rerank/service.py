@@ -39,13 +39,13 @@ def build_pipeline(config: Config) -> SearchPipeline:
 
 
 def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None
-    folder = Path(config.models.dir) / "export" / config.models.scorer
     if not config.models.scorer:
         log.warning("no scorer configured (models.scorer): rerank is off; Search replies use "
                     "the refine order and Rerank answers FAILED_PRECONDITION")
         return None
     from rerank.scorer import OnnxScorer
 
+    folder = Path(config.models.dir) / "export" / config.models.scorer
     return OnnxScorer(folder, chunk_size=config.server.chunk_size)
 
 

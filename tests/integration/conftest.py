@@ -35,3 +35,7 @@ def write_items(folder: Path, count: int, seed: int = 0, prefix: str = "item") -
     manifest = folder / "items.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return manifest
+
+
+# the sidecar stack fixture, shared by test_sidecar.py and test_sidecar_rerank.py
+from tests.integration.sidecar_stack import stack  # noqa: E402, F401

@@ -1,0 +1,104 @@
+"""The sidecar with a scorer: reranked heads, degraded replies, the Rerank RPC, and the
+Node example client."""
+
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmsearch.v1 import search_pb2 as pb
+from mmsearch.v1 import search_pb2_grpc
+from tests.integration.sidecar_stack import WIDTHS, stub_for
+
+
+def test_search_with_rerank_reorders_the_head(stack: dict) -> None:
+    reply = stub_for(stack, "rerank").Search(pb.SearchRequest(
+        base="items", top_k=20, query=pb.Query(text="green cat"),
+        options=pb.SearchOptions(candidates=30)), timeout=30)
+    assert len(reply.hits) == 20 and not reply.metadata.degraded
+    head = reply.hits[:16]  # rerank_depth = 16: those carry a calibrated probability
+    assert all(h.stages.HasField("rerank") and 0 <= h.score <= 1 for h in head)
+    assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
+    assert not any(h.stages.HasField("rerank") for h in reply.hits[16:])
+    assert "rerank" in reply.metadata.timings_ms
+    no_rerank = stub_for(stack, "rerank").Search(pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(text="green cat"),
+        options=pb.SearchOptions(rerank=False)), timeout=30)
+    assert not any(h.stages.HasField("rerank") for h in no_rerank.hits)
+
+
+def test_rerank_that_cannot_finish_in_time_degrades_to_refine_order(stack: dict) -> None:
+    reply = stub_for(stack, "slow").Search(pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(text="green cat"), deadline_ms=60_000), timeout=30)
+    assert reply.metadata.degraded
+    assert list(reply.metadata.degraded_reasons) == [pb.DEGRADED_REASON_RERANK_DEADLINE]
+    assert reply.hits and not any(h.stages.HasField("rerank") for h in reply.hits)
+    assert [h.score for h in reply.hits] == sorted((h.score for h in reply.hits), reverse=True)
+
+
+def test_rerank_rpc_points_results_to_inputs(stack: dict) -> None:
+    rerank = stub_for(stack, "rerank", "rerank")
+    vector = np.random.default_rng(4).standard_normal(32).tolist()
+    request = pb.RerankRequest(base="items", query=pb.Query(text="blue dog"), top_k=0,
+                               candidates=[pb.RerankCandidate(id="item-2"),
+                                           pb.RerankCandidate(vector=pb.Vector(values=vector)),
+                                           pb.RerankCandidate(id="item-9",
+                                                              first_stage_score=0.5)])
+    reply = rerank.Rerank(request, timeout=30)
+    assert sorted(r.index for r in reply.results) == [0, 1, 2]
+    by_index = {r.index: r for r in reply.results}
+    assert by_index[0].id == "item-2" and by_index[1].id == "" and by_index[2].id == "item-9"
+    assert [r.score for r in reply.results] == sorted((r.score for r in reply.results),
+                                                      reverse=True)
+    by_id = pb.RerankRequest(base="items", query=pb.Query(id="item-3"), top_k=0,
+                             candidates=request.candidates)
+    full = rerank.Rerank(by_id, timeout=30)
+    by_id.top_k = 1
+    top1 = rerank.Rerank(by_id, timeout=30)
+    assert len(top1.results) == 1 and top1.results[0].index == full.results[0].index
+    info = search_pb2_grpc.InfoServiceStub(stack["extra_channels"][-1]).Info(pb.InfoRequest())
+    assert info.scorer == "scorer"
+
+
+def test_node_client(stack: dict) -> None:
+    """examples/node (grpc-js + proto-loader, installed by `make test`) against the server."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (apt-get install nodejs npm)")
+    assert (root / "examples/node/node_modules/@grpc/grpc-js").is_dir(), \
+        "run `make test` (it runs npm ci in examples/node)"
+    port = stack["servers"]["rerank"][1]
+    done = subprocess.run([node, str(root / "examples/node/client.js"), "--address",
+                           f"127.0.0.1:{port}", "--base", "items", "--text", "green cat",
+                           "--top-k", "4"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["info"]["scorer"] == "scorer" and out["info"]["widths"] == list(WIDTHS)
+    assert out["health"] == "SERVING"
+    assert len(out["hits"]) == 4 and "rerank" in out["hits"][0]["stages"]
+    assert sorted(r["index"] for r in out["rerank"]) == [0, 1, 2, 3]
+    assert out["badRequest"]["code"] == "INVALID_ARGUMENT"
+    assert out["badRequest"]["details"].startswith("top_k")
+
+
+def test_no_refine_keeps_the_ann_order_and_scores(stack: dict) -> None:
+    request = pb.SearchRequest(base="items", top_k=8, query=pb.Query(text="smiling man"),
+                               options=pb.SearchOptions(refine=False, rerank=False))
+    reply = stack["search"].Search(request, timeout=30)
+    assert reply.hits and not any(h.stages.HasField("refine") for h in reply.hits)
+    assert all(h.score == pytest.approx(h.stages.ann) for h in reply.hits)
+    reranked = stub_for(stack, "rerank").Search(pb.SearchRequest(
+        base="items", top_k=8, query=pb.Query(text="smiling man"),
+        options=pb.SearchOptions(refine=False)), timeout=30)
+    assert all(h.stages.HasField("rerank") and not h.stages.HasField("refine")
+               for h in reranked.hits)
+
+
