@@ -9,12 +9,14 @@ caller gets an error that says what differs.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from encoders.errors import MmsearchError, ModelMismatchError
 from plugin.index_spec import IndexSpec
 from plugin.schema import (
+    INDEX_PROPERTY,
     MODEL_ID_PROPERTY,
     WIDTH_PROPERTY,
     Layout,
@@ -89,7 +91,8 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
             client.create_collection(
                 physical, schema=build_schema(layout, width, attrs, nullable),
                 index_params=_index_params(client, specs[width]),
-                properties={MODEL_ID_PROPERTY: model_id, WIDTH_PROPERTY: str(width)})
+                properties={MODEL_ID_PROPERTY: model_id, WIDTH_PROPERTY: str(width),
+                            INDEX_PROPERTY: json.dumps(specs[width].to_json())})
         client.create_alias(physical, alias)
         created.append(alias)
     return created
@@ -104,7 +107,7 @@ def ensure_loaded(client: Any, name: str) -> None:
 
 
 def count(client: Any, name: str) -> int:
-    rows = client.query(name, filter="", output_fields=["count(*)"])
+    rows = client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
     return int(rows[0]["count(*)"])
 
 

@@ -30,6 +30,14 @@ class IndexSpec:
                 "params": dict(self.params), "search_params": dict(self.search_params)}
 
 
+def search_params_for(spec: IndexSpec, limit: int) -> dict[str, Any]:
+    """The search_params argument for a search of `limit` hits on an index built by `spec`."""
+    params = dict(spec.search_params)
+    if spec.index_type.startswith("HNSW"):
+        params["ef"] = max(int(params.get("ef", 64)), limit)  # HNSW needs ef >= limit
+    return {"metric_type": spec.metric_type, "params": params}
+
+
 def default_spec(width: int, width_max: int) -> IndexSpec:
     if width >= width_max or width > 128:
         return IndexSpec("HNSW", "IP", {"M": 32, "efConstruction": 200}, {"ef": 128})

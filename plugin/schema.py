@@ -24,6 +24,9 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 ATTR_TYPES = ("varchar", "int64", "double", "bool")
 MODEL_ID_PROPERTY = "mmsearch.model_id"
 WIDTH_PROPERTY = "mmsearch.width"
+# the index spec a version was built with (JSON): some servers (Milvus Lite) do not report
+# build params in describe_index, and none report search params
+INDEX_PROPERTY = "mmsearch.index"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from encoders.errors import InvalidInputError, ModelMismatchError
 from encoders.mrl import at_width, l2_normalize
 from encoders.runtimes.base import Encoder
 from plugin.connection import Retrying, is_unavailable
-from plugin.index_spec import IndexSpec
+from plugin.index_spec import IndexSpec, search_params_for
 from plugin.local_features import decode_local
 from plugin.schema import MODEL_ID_PROPERTY, Layout
 from rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
@@ -170,13 +170,6 @@ class SearchPipeline:
         local = result.local[0] if result.has_local[0] else None
         return result.at_width(self.encoder.config.width_max)[0], local
 
-    def _search_params(self, width: int, limit: int) -> dict[str, Any]:
-        spec = self.specs[width]
-        params = dict(spec.search_params)
-        if spec.index_type.startswith("HNSW"):
-            params["ef"] = max(int(params.get("ef", 64)), limit)  # HNSW needs ef >= limit
-        return {"metric_type": spec.metric_type, "params": params}
-
     def _ann(self, layout: Layout, width: int, vector: np.ndarray, limit: int, expr: str
              ) -> list[dict[str, Any]]:
         alias = layout.alias(width)
@@ -184,7 +177,7 @@ class SearchPipeline:
         try:
             hits = self.milvus.call("ann", lambda c: c.search(
                 alias, data=data, limit=limit, filter=expr, output_fields=["label"],
-                search_params=self._search_params(width, limit)))
+                search_params=search_params_for(self.specs[width], limit)))
         except Exception as exc:
             if expr and not is_unavailable(exc):
                 raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None

@@ -23,7 +23,6 @@ NPM_CACHE = Path(".cache/npm")
 
 UNBUILT = {
     "train encoder": "issue 3 (the trained embedder)",
-    "index": "issue 7 (index tooling for DBAs)",
 }
 
 
@@ -207,6 +206,54 @@ def _rerank_parsers(sub: Any) -> None:
     search.set_defaults(func=plugin_command("cmd_search", "rerank.commands"))
 
 
+def _index_parsers(sub: Any) -> None:
+    index = sub.add_parser("index", help="DBA tools: show / bench / recommend / rebuild / "
+                           "rollback / funnel over the width collections of a base")
+    actions = index.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, text: str, width: bool = False) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=text, description=text)
+        _common(parser, milvus=True)
+        parser.add_argument("--base", help="base name (default: config)")
+        if width:
+            parser.add_argument("--width", type=int, required=True, help="one width")
+        parser.set_defaults(func=plugin_command(f"cmd_index_{name}", "plugin.index.commands"))
+        return parser
+
+    show = action("show", "index, params, entities, size estimate and alias of every width")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench = action("bench", "sweep index configs on a copy of one width collection", True)
+    bench.add_argument("--configs", type=Path, help="YAML/JSON list of {index_type, params, "
+                       "search: [...]} (default: FLAT, HNSW, IVF_*, SCANN sized to the data)")
+    bench.add_argument("--queries", type=int, default=200, help="stored vectors sampled as "
+                       "queries")
+    bench.add_argument("--query-file", type=Path, help=".npy of query vectors instead")
+    bench.add_argument("--results", type=Path, default=Path("index-bench"),
+                       help="folder for <alias>.json/.md/.png")
+    recommend = action("recommend", "pick the cheapest swept config per width for a target")
+    recommend.add_argument("--target", type=float, default=0.95, help="recall to reach")
+    recommend.add_argument("--k", type=int, choices=(10, 100), help="recall@k (default: "
+                           "100 for coarse widths, which the funnel refines; 10 for the full)")
+    recommend.add_argument("--results", type=Path, default=Path("index-bench"))
+    rebuild = action("rebuild", "build a new version with another index, catch up, verify, "
+                     "move the alias", True)
+    rebuild.add_argument("--index-config", required=True, help='JSON or YAML mapping, e.g. '
+                         '\'{"index_type": "IVF_FLAT", "params": {"nlist": 1024}, '
+                         '"search_params": {"nprobe": 16}}\'')
+    rebuild.add_argument("--min-recall", type=float, default=0.9,
+                         help="recall@10 floor of the sampled check before the swap")
+    rebuild.add_argument("--drop-old", action="store_true",
+                         help="drop the older versions after the swap (no rollback then)")
+    rollback = action("rollback", "move the alias back to an older kept version", True)
+    rollback.add_argument("--to-version", type=int, help="default: the newest older version")
+    funnel = action("funnel", "end-to-end recall@10 per coarse width x candidates x refine")
+    funnel.add_argument("--queries", type=int, default=200)
+    funnel.add_argument("--candidates", default="50,100,200,400",
+                        help="comma-separated candidate counts")
+    funnel.add_argument("--target", type=float, default=0.95)
+    funnel.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmsearch", description=(
         "Multimodal (image + text) search for Milvus: Matryoshka-width ingestion and a "
@@ -257,12 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _plugin_parsers(sub)
     _rerank_parsers(sub)
-    index = sub.add_parser("index", help=f"DBA tools: show/bench/recommend/rebuild/funnel "
-                           f"({UNBUILT['index']})")
-    index.add_argument("action", choices=("show", "bench", "recommend", "rebuild", "rollback",
-                                          "funnel"))
-    _common(index, milvus=True)
-    index.set_defaults(func=cmd_unbuilt("index"))
+    _index_parsers(sub)
 
     bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("which", choices=("baseline-quality", "encoder-speed", "ingest-speed",

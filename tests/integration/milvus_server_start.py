@@ -5,14 +5,17 @@ package, inside a network namespace (`make test-milvus-2.3`): the server binds e
 interface, so it must never run in the open.
 """
 
+import signal
 import sys
-import time
+import threading
 
 from milvus import default_server
 
 default_server.set_base_dir(sys.argv[1])
 default_server.listen_port = int(sys.argv[2])
 default_server.start()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())  # stop the server process too
 print("READY", flush=True)
-while True:
-    time.sleep(3600)
+stop.wait()
+default_server.stop()

@@ -6,10 +6,12 @@ inside `unshare -n`."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,3 +74,40 @@ def test_sigkill_resume_against_milvus_2_3(models_dir: Path, tmp_path: Path,
     assert "has no nullable fields" in done.stderr
     assert checkpoint(state)["finished"]
     assert_complete(milvus_uri, items + 1)
+
+
+def test_index_bench_and_rebuild_against_milvus_2_3(models_dir: Path, tmp_path: Path,
+                                                    milvus_uri: str) -> None:
+    """IVF_PQ and SCANN exist on a real server (Milvus Lite has neither)."""
+    manifest = write_items(tmp_path / "data", 400)
+    done = subprocess.run(worker_command(manifest, milvus_uri, tmp_path / "state", models_dir,
+                                         batch=64), env=env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([
+        {"index_type": "FLAT"},
+        {"index_type": "IVF_FLAT", "params": {"nlist": 16}, "search": [{"nprobe": 16}]},
+        {"index_type": "IVF_PQ", "params": {"nlist": 16, "m": 4, "nbits": 8},
+         "search": [{"nprobe": 16}]},
+        {"index_type": "SCANN", "params": {"nlist": 16}, "search": [{"nprobe": 16,
+                                                                     "reorder_k": 100}]},
+    ]))
+    results = tmp_path / "bench"
+    bench = subprocess.run([sys.executable, "-m", "mmsearch.cli", "index", "bench", "--uri",
+                            milvus_uri, "--width", "16", "--configs", str(configs),
+                            "--results", str(results), "--queries", "50"],
+                           env=env(), capture_output=True, text=True, timeout=900)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    payload = json.loads((results / "items_d16.json").read_text())
+    assert payload["server"].startswith("v2.3")
+    by_type = {c["index_type"]: c for c in payload["configs"]}
+    assert "points" in by_type["IVF_PQ"] and "points" in by_type["SCANN"], by_type
+    assert by_type["FLAT"]["points"][0]["recall@10"] == pytest.approx(1.0)
+    rebuild = subprocess.run([sys.executable, "-m", "mmsearch.cli", "index", "rebuild",
+                              "--uri", milvus_uri, "--width", "16", "--index-config",
+                              '{"index_type": "IVF_FLAT", "params": {"nlist": 16}, '
+                              '"search_params": {"nprobe": 16}}'],
+                             env=env(), capture_output=True, text=True, timeout=900)
+    assert rebuild.returncode == 0, rebuild.stderr[-3000:]
+    assert "v1 -> v2" in rebuild.stdout
