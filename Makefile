@@ -32,10 +32,10 @@ data: $(VENV)/.train
 export: $(VENV)/.train
 	$(VENV)/bin/mmsearch export
 
-# The main job (for now): prepare data, export, encode, print the baseline's retrieval
-# quality. Later issues extend it to ingest + serve + search.
+# The main job: prepare data, export the shipped models, then Milvus Lite + ingest + the
+# gRPC sidecar + real queries (tables + .demo/contact_sheet.html), then stop both servers.
 demo: data export
-	$(PY) benchmarks/baseline_quality.py
+	$(VENV)/bin/mmsearch demo
 
 # Regenerate the committed gRPC stubs (tests/unit/test_proto.py fails when they are stale).
 proto: $(VENV)/.train
@@ -47,7 +47,14 @@ examples/node/node_modules/.installed: examples/node/package-lock.json
 	cd examples/node && npm ci --no-audit --no-fund --silent
 	touch $@
 
-test: $(VENV)/.train examples/node/node_modules/.installed
+# what the reduced demo test (tests/e2e) needs: the emoji data and the exported models
+data/emoji/google.jsonl: | $(VENV)/.train
+	$(VENV)/bin/mmsearch data emoji
+models/export/baseline/manifest.json: | $(VENV)/.train
+	$(VENV)/bin/mmsearch export
+
+test: $(VENV)/.train examples/node/node_modules/.installed data/emoji/google.jsonl \
+  models/export/baseline/manifest.json
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

@@ -18,6 +18,7 @@ import numpy as np
 from encoders.errors import InvalidInputError, ModelMismatchError
 from encoders.mrl import at_width, l2_normalize
 from encoders.runtimes.base import Encoder
+from plugin.collections import ensure_loaded
 from plugin.connection import Retrying, is_unavailable
 from plugin.index_spec import IndexSpec, search_params_for
 from plugin.local_features import decode_local
@@ -128,7 +129,7 @@ class SearchPipeline:
         return layout, width, candidates, rerank
 
     def verify_base(self, layout: Layout) -> None:
-        """The base exists and was built with this model (re-checked every 5 s)."""
+        """The base exists, was built with this model and is loaded (re-checked every 5 s)."""
         if time.monotonic() - self._verified.get(layout.base, -1e9) < 5.0:
             return
         alias = layout.alias(layout.full_width)
@@ -141,6 +142,9 @@ class SearchPipeline:
         if stored != self.encoder.model_id:
             raise ModelMismatchError(f"base {layout.base!r} was built with model {stored}; "
                                      f"this server runs {self.encoder.model_id}")
+        # a restarted Milvus Lite (or a DBA's release) leaves collections released
+        self.milvus.call("load", lambda c: [ensure_loaded(c, layout.alias(w))
+                                            for w in layout.widths])
         self._verified[layout.base] = time.monotonic()
 
     # -- stages ---------------------------------------------------------------------

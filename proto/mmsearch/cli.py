@@ -7,6 +7,7 @@ them, and exit 2, so scripts can rely on the names today.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import runpy
 import sys
@@ -37,7 +38,7 @@ def _config(args: argparse.Namespace) -> Config:
         overrides.setdefault("models", {})["dir"] = args.models_dir
     if getattr(args, "model", None):
         overrides.setdefault("models", {})["model"] = args.model
-    return load_config(args.config, overrides=overrides)
+    return load_config(getattr(args, "config", None), overrides=overrides)
 
 
 def cmd_unbuilt(name: str) -> Callable[[argparse.Namespace], int]:
@@ -206,6 +207,15 @@ def _rerank_parsers(sub: Any) -> None:
     search.set_defaults(func=plugin_command("cmd_search", "rerank.commands"))
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mmsearch.demo import run_demo
+
+    result = run_demo(args.data_dir, args.work_dir, args.identities, args.top_k, args.config)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def _index_parsers(sub: Any) -> None:
     index = sub.add_parser("index", help="DBA tools: show / bench / recommend / rebuild / "
                            "rollback / funnel over the width collections of a base")
@@ -305,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     _plugin_parsers(sub)
     _rerank_parsers(sub)
     _index_parsers(sub)
+    demo = sub.add_parser("demo", help="Milvus Lite + ingest + gRPC sidecar + real queries "
+                          "on the emoji data, then stop (what `make demo` runs)")
+    demo.add_argument("--config", type=Path, help="YAML config for ingest and serve")
+    demo.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    demo.add_argument("--work-dir", type=Path, default=Path(".demo"),
+                      help="Milvus Lite store, ingest state, logs, contact sheet")
+    demo.add_argument("--identities", type=int, help="only the first N identities (both "
+                      "vendors; default all)")
+    demo.add_argument("--top-k", type=int, default=5)
+    demo.add_argument("--json", type=Path, help="also write the hits as JSON here")
+    demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("which", choices=("baseline-quality", "encoder-speed", "ingest-speed",
