@@ -72,7 +72,7 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     metrics = None
     if args.metrics_port:
         metrics = WorkerMetrics.create()
-        serve_metrics(args.metrics_port)
+        serve_metrics(args.metrics_port, args.metrics_address)
     encoder = load_configured_encoder(config, args.runtime)
     worker = IngestWorker(encoder, Retrying(milvus_target(config)), options, metrics)
     try:

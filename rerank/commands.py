@@ -22,7 +22,16 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from rerank.service import build_pipeline, server_settings
 
     pipeline = build_pipeline(config)
-    sidecar = Sidecar(pipeline, server_settings(config, args.address))
+    metrics = None
+    if config.server.metrics_port:
+        from plugin.metrics import serve_metrics
+        from rerank.metrics import SidecarMetrics
+
+        metrics = SidecarMetrics.create()
+        serve_metrics(config.server.metrics_port, config.server.metrics_address)
+        log.info("Prometheus metrics on http://%s:%d/metrics", config.server.metrics_address,
+                 config.server.metrics_port)
+    sidecar = Sidecar(pipeline, server_settings(config, args.address), metrics)
     server, port, health = build_server(sidecar, probe=lambda: pipeline.milvus.call(
         "health", lambda c: c.list_collections()) is not None)
     server.start()

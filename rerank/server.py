@@ -29,6 +29,7 @@ from rerank.errors import (
     ValidationError,
     status_for,
 )
+from rerank.metrics import SidecarMetrics
 from rerank.pipeline import SearchPipeline
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,11 @@ def _deserializer(message_type: type) -> Callable[[bytes], Any]:
 
 
 class Sidecar:
-    def __init__(self, pipeline: SearchPipeline, settings: ServerSettings) -> None:
+    def __init__(self, pipeline: SearchPipeline, settings: ServerSettings,
+                 metrics: SidecarMetrics | None = None) -> None:
         self.pipeline = pipeline
         self.settings = settings
+        self.metrics = metrics
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
 
     # -- the guard every RPC goes through -------------------------------------------
@@ -72,20 +75,32 @@ class Sidecar:
                ) -> Callable[[Any, grpc.ServicerContext], Any]:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             if not self._slots.acquire(blocking=False):
+                self._count(name, "RESOURCE_EXHAUSTED")
                 return self._abort(context, OverloadedError(
                     f"more than {self.settings.max_concurrency} requests in flight"))
+            if self.metrics:
+                self.metrics.in_flight.inc()
             try:
                 self._authenticate(context)
                 if isinstance(request, _Unparsable):
                     field = "query.text" if "utf-8" in request.reason.lower() else "request"
                     raise ValidationError(f"not a valid {name} message ({request.reason}); "
                                           "string fields must be UTF-8", field)
-                return handler(request, context)
+                reply = handler(request, context)
+                self._count(name, "OK")
+                return reply
             except Exception as exc:  # noqa: BLE001 - mapped by the one table
+                self._count(name, status_for(exc)[0])
                 return self._abort(context, exc)
             finally:
+                if self.metrics:
+                    self.metrics.in_flight.dec()
                 self._slots.release()
         return run
+
+    def _count(self, message: str, code: str) -> None:
+        if self.metrics:  # "SearchRequest" -> rpc="Search"
+            self.metrics.requests.labels(message.removesuffix("Request"), code).inc()
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:
         if not self.settings.token:
@@ -108,6 +123,9 @@ class Sidecar:
             raise ValidationError("required", "query")
         params = params_from_pb(request, context.time_remaining())
         result = self.pipeline.search(query_from_pb(request.query), params)
+        if self.metrics:
+            self.metrics.observe_search(result.timings_ms, result.candidates,
+                                        result.degraded_reasons)
         return search_response(result, self.pipeline.encoder.model_id)
 
     def rerank(self, request: pb.RerankRequest, context: grpc.ServicerContext

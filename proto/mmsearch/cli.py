@@ -17,6 +17,7 @@ from typing import Any
 
 from encoders.errors import MmsearchError
 from mmsearch.config import Config, load_config
+from mmsearch.logs import setup_logging
 
 log = logging.getLogger("mmsearch")
 DATA_DIR = Path("data/emoji")
@@ -163,7 +164,9 @@ def _plugin_parsers(sub: Any) -> None:
                         help="encoder runtime (default: config, onnx)")
     ingest.add_argument("--batch-size", type=int, help="records per batch")
     ingest.add_argument("--shard", default="0/1", help="i/N: take records with sha1(id) %% N == i")
-    ingest.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
+    ingest.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    ingest.add_argument("--metrics-address", default="127.0.0.1",
+                        help="metrics bind address (0.0.0.0 inside a scraped container)")
     ingest.add_argument("--poll-seconds", type=float, default=2.0, help="--watch poll interval")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.set_defaults(func=plugin_command("cmd_ingest"))
@@ -269,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Multimodal (image + text) search for Milvus: Matryoshka-width ingestion and a "
         "gRPC rerank sidecar."))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one object per line (ts, level, logger, message)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="fetch and prepare evaluation data (npm, Debian)")
@@ -338,8 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose, args.log_format)
     try:
         return int(args.func(args))
     except (MmsearchError, FileNotFoundError) as exc:

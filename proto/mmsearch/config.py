@@ -71,6 +71,8 @@ class ServerConfig:
     token_file: str | None = None  # bearer token clients must send (authorization metadata)
     tls_cert: str | None = None
     tls_key: str | None = None
+    metrics_port: int = 0  # Prometheus /metrics; 0 = off
+    metrics_address: str = "127.0.0.1"  # 0.0.0.0 inside a container that Prometheus scrapes
 
 
 @dataclass(frozen=True)

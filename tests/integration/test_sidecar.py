@@ -250,3 +250,35 @@ def test_tls(stack: dict, tmp_path: Path) -> None:
             assert code == grpc.StatusCode.UNAVAILABLE  # plaintext is refused
     finally:
         server.stop(0)
+
+
+def test_prometheus_metrics_count_requests_stages_and_codes(stack: dict) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from rerank.metrics import SidecarMetrics
+
+    registry = CollectorRegistry()
+    sidecar = Sidecar(stack["pipeline"], ServerSettings("127.0.0.1:0"),
+                      SidecarMetrics.create(registry))
+    server, port, _health = build_server(sidecar, probe=lambda: True)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            search = search_pb2_grpc.SearchServiceStub(channel)
+            search.Search(pb.SearchRequest(base="items", top_k=3, query=pb.Query(
+                id="item-1")), timeout=30)
+            code, _ = call_code(search.Search, pb.SearchRequest(base="items", top_k=0,
+                                                                query=pb.Query(id="item-1")))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        server.stop(0)
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    assert value("mmsearch_sidecar_requests_total", rpc="Search", code="OK") == 1
+    assert value("mmsearch_sidecar_requests_total", rpc="Search",
+                 code="INVALID_ARGUMENT") == 1
+    assert value("mmsearch_sidecar_stage_seconds_count", stage="ann") == 1
+    assert value("mmsearch_sidecar_candidates_count") == 1
+    assert value("mmsearch_sidecar_in_flight") == 0
