@@ -53,7 +53,8 @@ def assert_complete(uri: str, count_expected: int) -> None:
 
 
 def test_sigkill_at_ten_random_points_loses_nothing(models_dir: Path, tmp_path: Path) -> None:
-    # sized so a whole run (~15 s of batches of 2) outlasts the kills (measured here)
+    # each kill lands a random moment after the checkpoint first advances, so kills land
+    # mid-run whatever the machine's speed (fixed sleeps let a fast machine finish first)
     items = 3000
     manifest = write_items(tmp_path / "data", items)
     uri, state = str(tmp_path / "milvus.db"), tmp_path / "state"
@@ -63,7 +64,11 @@ def test_sigkill_at_ten_random_points_loses_nothing(models_dir: Path, tmp_path: 
         proc = subprocess.Popen(worker_command(manifest, uri, state, models_dir, batch=2),
                                 env=env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 4.5))
+        before, deadline = checkpoint(state)["offset"], time.time() + 60
+        while (checkpoint(state)["offset"] <= before and proc.poll() is None
+               and time.time() < deadline):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.8))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         offsets.append(checkpoint(state)["offset"])
