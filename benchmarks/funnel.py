@@ -116,17 +116,7 @@ def main() -> None:
             points.append({"method": "funnel d64->d512", "nprobe": nprobe,
                            "candidates": candidates,
                            "recall@10": recall(np.stack(found), truth), "qps": qps})
-    summary = []
-    for target in (0.8, 0.9, 0.95):
-        best = {m: max((p["qps"] for p in points if p["method"] == m
-                        and p["recall@10"] >= target), default=None)
-                for m in ("direct d512", "funnel d64->d512")}
-        ratio = (best["funnel d64->d512"] / best["direct d512"]
-                 if all(best.values()) else None)
-        summary.append((target, best["direct d512"] or "-", best["funnel d64->d512"] or "-",
-                        f"{ratio:.2f}x" if ratio else "-"))
-    table = markdown_table(("recall@10 target", "direct d512 best QPS", "funnel best QPS",
-                            "funnel / direct"), summary)
+    table = summary_table(points)
     sweep = markdown_table(("method", "nprobe", "candidates", "recall@10", "QPS"),
                            [(p["method"], p["nprobe"], p["candidates"], p["recall@10"], p["qps"])
                             for p in points])
@@ -139,11 +129,26 @@ def main() -> None:
              "picture: see [funnel_milvus.md](funnel_milvus.md).\n\n")
     write("funnel", {"points": points, "build_s": {"d64": build_small, "d512": build_full}},
           intro + table + "\n\n## Sweep\n\n" + sweep + "\n\n![recall vs QPS](funnel.png)")
-    plot(points)
+    plot(points, RESULTS / "funnel.png", "QPS (batch 1, log)",
+         "Funnel vs direct at 1M vectors (faiss IVF_FLAT)")
     print(intro + table)
 
 
-def plot(points: list[dict]) -> None:
+def summary_table(points: list[dict]) -> str:
+    """Best QPS of each method at recall@10 targets, and their ratio."""
+    rows = []
+    for target in (0.8, 0.9, 0.95):
+        best = {m: max((p["qps"] for p in points if p["method"] == m
+                        and p["recall@10"] >= target), default=None)
+                for m in ("direct d512", "funnel d64->d512")}
+        ratio = (best["funnel d64->d512"] / best["direct d512"] if all(best.values()) else None)
+        rows.append((target, best["direct d512"] or "-", best["funnel d64->d512"] or "-",
+                     f"{ratio:.2f}x" if ratio else "-"))
+    return markdown_table(("recall@10 target", "direct d512 best QPS", "funnel best QPS",
+                           "funnel / direct"), rows)
+
+
+def plot(points: list[dict], path: Path, ylabel: str, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,12 +161,12 @@ def plot(points: list[dict]) -> None:
         ax.scatter(xs, ys, marker=marker, label=method, alpha=0.7)
     ax.set_yscale("log")
     ax.set_xlabel("recall@10 vs exact width-512 search")
-    ax.set_ylabel("QPS (batch 1, log)")
-    ax.set_title("Funnel vs direct at 1M vectors (faiss IVF_FLAT)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "funnel.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

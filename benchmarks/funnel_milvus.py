@@ -25,7 +25,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
-from benchmarks.funnel import exact_top, make_data, recall, spread_from_real, unit  # noqa: E402
+from benchmarks.funnel import (  # noqa: E402
+    exact_top,
+    make_data,
+    plot,
+    recall,
+    spread_from_real,
+    summary_table,
+    unit,
+)
 
 INSERT_ROWS = 10_000  # 20 MB per message at width 512: under the server's 64 MB limit
 
@@ -153,16 +161,7 @@ def main() -> None:
 
 def report(args: argparse.Namespace, version: str, points: list[dict],
            load_s: dict[str, float], build_s: dict[str, float]) -> None:
-    summary = []
-    for target in (0.8, 0.9, 0.95):
-        best = {m: max((p["qps"] for p in points if p["method"] == m
-                        and p["recall@10"] >= target), default=None)
-                for m in ("direct d512", "funnel d64->d512")}
-        ratio = (best["funnel d64->d512"] / best["direct d512"] if all(best.values()) else None)
-        summary.append((target, best["direct d512"] or "-", best["funnel d64->d512"] or "-",
-                        f"{ratio:.2f}x" if ratio else "-"))
-    table = markdown_table(("recall@10 target", "direct d512 best QPS", "funnel best QPS",
-                            "funnel / direct"), summary)
+    table = summary_table(points)
     sweep = markdown_table(
         ("method", "nprobe", "candidates", "recall@10", "QPS", "ANN ms", "fetch ms", "refine ms"),
         [(p["method"], p["nprobe"], p["candidates"], p["recall@10"], p["qps"],
@@ -181,7 +180,8 @@ def report(args: argparse.Namespace, version: str, points: list[dict],
     write("funnel_milvus", {"server_version": version, "items": args.items, "points": points,
                             "insert_s": load_s, "build_s": build_s},
           intro + table + "\n\n## Sweep\n\n" + sweep + "\n\n![recall vs QPS](funnel_milvus.png)")
-    plot(points, version)
+    plot(points, RESULTS / "funnel_milvus.png", "QPS (batch 1, one client, log)",
+         f"Funnel vs direct through Milvus {version}")
     print(intro + table)
 
 
@@ -200,27 +200,6 @@ def reading(points: list[dict]) -> str:
             "the funnel only pays off at high recall, where the direct search's probes grow. "
             "What would move it: keeping the full-width vectors of hot items in the sidecar's "
             "memory (no fetch call), or a server-side refine.")
-
-
-def plot(points: list[dict], version: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, marker in (("direct d512", "o"), ("funnel d64->d512", "s")):
-        xs = [p["recall@10"] for p in points if p["method"] == method]
-        ys = [p["qps"] for p in points if p["method"] == method]
-        ax.scatter(xs, ys, marker=marker, label=method, alpha=0.7)
-    ax.set_yscale("log")
-    ax.set_xlabel("recall@10 vs exact width-512 search")
-    ax.set_ylabel("QPS (batch 1, one client, log)")
-    ax.set_title(f"Funnel vs direct through Milvus {version}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "funnel_milvus.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ def _check_width(config: Config, width: int) -> None:
                           f"{list(config.widths)}")
 
 
+def _check_target(target: float) -> None:
+    if not 0 < target <= 1:
+        raise ConfigError("--target", f"a recall between 0 and 1, got {target}")
+
+
 def cmd_index_show(args: argparse.Namespace, config: Config) -> int:
     layout = layout_of(config, args.base)
     client = _client(config, layout)
@@ -53,6 +58,8 @@ def cmd_index_show(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_index_bench(args: argparse.Namespace, config: Config) -> int:
     _check_width(config, args.width)
+    if args.queries < 1:
+        raise ConfigError("--queries", f"at least 1, got {args.queries}")
     layout = layout_of(config, args.base)
     client = _client(config, layout)
     alias = layout.alias(args.width)
@@ -70,6 +77,7 @@ def cmd_index_bench(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_index_recommend(args: argparse.Namespace, config: Config) -> int:
+    _check_target(args.target)
     layout = layout_of(config, args.base)
     picks, missing = {}, []
     for width in layout.widths:
@@ -138,6 +146,9 @@ def cmd_index_rollback(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_index_funnel(args: argparse.Namespace, config: Config) -> int:
+    _check_target(args.target)
+    if args.queries < 1:
+        raise ConfigError("--queries", f"at least 1, got {args.queries}")
     layout = layout_of(config, args.base)
     try:
         candidates = [int(c) for c in args.candidates.split(",") if c.strip()]

@@ -109,20 +109,13 @@ def mmsearch_command(*argv: str) -> list[str]:
 
 
 def wait_serving(address: str, timeout_s: float = 120) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from mmsearch.healthcheck import serving
 
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.3)
+    while time.monotonic() < deadline:
+        if serving(address):
+            return
+        time.sleep(0.3)
     raise MmsearchError(f"the sidecar at {address} did not report SERVING in {timeout_s:.0f} s")
 
 

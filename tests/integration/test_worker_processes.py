@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mmsearch.demo import free_port
 from plugin.collections import count, ensure_loaded
 from plugin.connection import MilvusTarget, connect, milvus_lite_executable
 from tests.integration.conftest import write_items
@@ -80,12 +81,6 @@ def test_sigkill_at_ten_random_points_loses_nothing(models_dir: Path, tmp_path: 
     assert done.returncode == 0, done.stderr[-2000:]
     assert checkpoint(state)["finished"]
     assert_complete(uri, items)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_lite_server(data_dir: Path, port: int) -> subprocess.Popen:

@@ -83,3 +83,12 @@ def test_pareto_front_and_cheapest_pick() -> None:
 
     section = yaml.safe_load(block)["index"]
     assert specs_for((64, 512), section)[64].search_params == {"ef": 100}
+
+
+def test_index_command_flags_are_checked_at_the_edge(capsys: pytest.CaptureFixture) -> None:
+    from mmsearch.cli import main
+
+    assert main(["index", "recommend", "--target", "1.5"]) == 1
+    assert "--target" in capsys.readouterr().err
+    assert main(["index", "funnel", "--queries", "0"]) == 1
+    assert "--queries" in capsys.readouterr().err
