@@ -46,7 +46,7 @@ def wait_indexed(client, collection: str, rows: int, timeout: float = 120.0) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/emoji"))
-    parser.add_argument("--export-dir", type=Path, default=Path("models/export/baseline"))
+    parser.add_argument("--export-dir", type=Path, default=Path("models/export/emoji-v1"))
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
     from pymilvus import DataType, MilvusClient

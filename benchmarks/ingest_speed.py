@@ -92,7 +92,7 @@ def write_path(encoder, count: int, batch: int, workdir: Path) -> tuple[float, d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/emoji"))
-    parser.add_argument("--export-dir", type=Path, default=Path("models/export/baseline"))
+    parser.add_argument("--export-dir", type=Path, default=Path("models/export/emoji-v1"))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--synthetic", type=int, default=100_000)
     args = parser.parse_args()

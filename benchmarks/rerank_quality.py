@@ -103,7 +103,7 @@ def latency(scorer: OnnxScorer, side: Side, count: int, runs: int = 300) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/emoji"))
-    parser.add_argument("--export-dir", type=Path, default=Path("models/export/baseline"))
+    parser.add_argument("--export-dir", type=Path, default=Path("models/export/emoji-v1"))
     parser.add_argument("--scorer", type=Path, default=Path("models/scorer"))
     args = parser.parse_args()
     encoder = load_encoder("onnx", export_dir=args.export_dir)

@@ -73,6 +73,9 @@ class ModelConfig:
     local: LocalSpec = field(default_factory=LocalSpec)
     fusion: FusionSpec = field(default_factory=FusionSpec)
     head_kind: str = "linear"
+    # file in the model folder with fine-tuned tower tensors (state-dict names) that
+    # replace the pretrained ones; None = the tower exactly as published
+    tower_weights: str | None = None
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -100,6 +103,7 @@ class ModelConfig:
             local=LocalSpec(**data.get("local", {})),
             fusion=FusionSpec(**data.get("fusion", {})),
             head_kind=data.get("head_kind", "linear"),
+            tower_weights=data.get("tower_weights"),
             notes=data.get("notes", ""),
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from encoders.catalog import (
@@ -20,7 +21,9 @@ from encoders.catalog import (
 )
 from encoders.heads import HEAD_FILE, HeadSet
 from encoders.manifest import FileEntry, ModelManifest, model_id, sha256_file
-from encoders.towers import load_image_tower, load_text_tower, require_torch
+from encoders.preprocess import ImageInput, ImageSpec
+from encoders.quantize import IMAGE_INT8, TEXT_INT8, quantize_image_model, quantize_text_model
+from encoders.towers import load_model_image_tower, load_text_tower, require_torch
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -50,11 +53,17 @@ def tower_hashes(image: ImageTowerSpec, text: TextTowerSpec) -> dict[str, str]:
 def compute_model_id(model_dir: Path, config: ModelConfig) -> str:
     hashes = tower_hashes(config.image_tower, config.text_tower)
     hashes["heads"] = sha256_file(Path(model_dir) / HEAD_FILE)
+    if config.tower_weights:
+        hashes["tower_weights"] = sha256_file(Path(model_dir) / config.tower_weights)
     return model_id(config, hashes)
 
 
-def export_onnx(model_dir: Path, out_dir: Path) -> ModelManifest:
-    """Export both towers with their heads and write the manifest. Needs the train extra."""
+def export_onnx(model_dir: Path, out_dir: Path,
+                int8_calibration: Sequence[ImageInput] | None = None) -> ModelManifest:
+    """Export both towers with their heads and write the manifest. Needs the train extra.
+
+    With int8_calibration (train images), also write image.int8.onnx (static, calibrated
+    on them) and text.int8.onnx (dynamic); see encoders.quantize."""
     require_torch()
     import torch
 
@@ -64,7 +73,7 @@ def export_onnx(model_dir: Path, out_dir: Path) -> ModelManifest:
     heads = HeadSet.load(model_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    image_tower = load_image_tower(config.image_tower, config.local.grid)
+    image_tower = load_model_image_tower(config, model_dir)
     text_tower = load_text_tower(config.text_tower)
     image_model = ImageEmbedder(image_tower, heads.image, heads.local).eval()
     text_model = TextEmbedder(text_tower, heads.text).eval()
@@ -87,9 +96,22 @@ def export_onnx(model_dir: Path, out_dir: Path) -> ModelManifest:
             opset_version=OPSET, dynamo=False,
         )
     shutil.copyfile(text_tower.tokenizer_file, out_dir / "tokenizer.json")
+    names = ["image.onnx", "text.onnx", "tokenizer.json"]
+    int8_cosine = 0.0
+    for stale in (IMAGE_INT8, TEXT_INT8):
+        (out_dir / stale).unlink(missing_ok=True)
+    if int8_calibration:
+        spec = ImageSpec(size, config.image_tower.mean, config.image_tower.std)
+        int8_cosine = quantize_image_model(out_dir / "image.onnx", out_dir / IMAGE_INT8,
+                                           int8_calibration, spec, config.image_tower.kind)
+        quantize_text_model(out_dir / "text.onnx", out_dir / TEXT_INT8)
+        names += [IMAGE_INT8, TEXT_INT8]
     files = {name: FileEntry(sha256_file(out_dir / name), (out_dir / name).stat().st_size)
-             for name in ("image.onnx", "text.onnx", "tokenizer.json")}
+             for name in names}
     cells, local_dim = config.local.grid ** 2, config.local.dim
+    int8_note = ({"image_cosine_min_on_calibration": round(int8_cosine, 5),
+                  "calibration_images": len(int8_calibration or [])}
+                 if int8_calibration else None)
     io = {
         "image.onnx": {"inputs": {"pixel_values": ["batch", 3, size, size]},
                        "outputs": {"embedding": ["batch", config.width_max],
@@ -98,6 +120,8 @@ def export_onnx(model_dir: Path, out_dir: Path) -> ModelManifest:
                                  "attention_mask": ["batch", "sequence"]},
                       "outputs": {"embedding": ["batch", config.width_max]}},
     }
+    if int8_note:
+        io["int8"] = int8_note
     manifest = ModelManifest(compute_model_id(model_dir, config), config,
                              text_tower.max_length, files, io)
     manifest.save(out_dir)

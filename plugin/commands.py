@@ -44,7 +44,8 @@ def load_configured_encoder(config: Config, runtime: str | None = None) -> Encod
     models = config.models
     runtime = runtime or models.runtime
     encoder = load_encoder(runtime, model_dir=models.model_dir, export_dir=models.export_dir,
-                           batch_size=models.batch_size, device=models.device)
+                           batch_size=models.batch_size, device=models.device,
+                           precision=models.precision if runtime == "onnx" else "fp32")
     log.info("encoder: %s (model_id %s)", encoder.describe(), encoder.model_id)
     return encoder
 

@@ -14,10 +14,13 @@ RUNTIMES = ("onnx", "torch", "tensorrt")
 
 
 def load_encoder(runtime: str, *, model_dir: Path | None = None, export_dir: Path | None = None,
-                 batch_size: int = 32, device: str = "cpu", threads: int | None = None
-                 ) -> Encoder:
+                 batch_size: int = 32, device: str = "cpu", threads: int | None = None,
+                 precision: str = "fp32") -> Encoder:
     """torch reads the model folder (model.json + heads); onnx and tensorrt read the
     export folder that `mmsearch export` wrote (ONNX files, engines, manifest.json)."""
+    if precision != "fp32" and runtime != "onnx":
+        raise ValueError(f"precision {precision!r} exists for the onnx runtime only "
+                         f"(the {runtime} runtime runs fp32)")
     if runtime == "torch":
         if model_dir is None:
             raise ValueError("the torch runtime needs model_dir")
@@ -29,7 +32,7 @@ def load_encoder(runtime: str, *, model_dir: Path | None = None, export_dir: Pat
     if runtime == "onnx":
         from encoders.runtimes.onnx_runtime import OnnxEncoder
 
-        return OnnxEncoder(export_dir, batch_size, device, threads)
+        return OnnxEncoder(export_dir, batch_size, device, threads, precision)
     if runtime == "tensorrt":
         from encoders.runtimes.tensorrt_runtime import TensorRTEncoder
 

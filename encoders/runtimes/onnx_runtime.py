@@ -19,6 +19,9 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+# precision -> (image model, text model) inside the export folder
+MODEL_FILES = {"fp32": ("image.onnx", "text.onnx"),
+               "int8": ("image.int8.onnx", "text.int8.onnx")}
 PIP = {"cpu": "pip install 'mmsearch[cpu]'", "cuda": "pip install 'mmsearch[gpu]'",
        "tensorrt": "pip install 'mmsearch[gpu]'"}
 
@@ -35,19 +38,28 @@ class OnnxEncoder(Encoder):
     runtime = "onnx"
 
     def __init__(self, export_dir: Path, batch_size: int = 32, device: str = "cpu",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "fp32") -> None:
         if device not in PROVIDERS:
             raise ValueError(f"device must be one of {sorted(PROVIDERS)}, got {device!r}")
+        if precision not in MODEL_FILES:
+            raise ValueError(f"precision must be one of {sorted(MODEL_FILES)}, "
+                             f"got {precision!r}")
         ort = _import_ort(device)
         self.export_dir = Path(export_dir)
+        self.precision = precision
         self.manifest = ModelManifest.load(self.export_dir)
+        image_file, text_file = MODEL_FILES[precision]
+        if image_file not in self.manifest.files:
+            raise FileNotFoundError(
+                f"{self.export_dir} has no {precision} models: run `mmsearch export` with "
+                "train images available for calibration (data/emoji or --int8-calibration)")
         self.manifest.verify_files(self.export_dir)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self._image = ort.InferenceSession(str(self.export_dir / "image.onnx"), options,
+        self._image = ort.InferenceSession(str(self.export_dir / image_file), options,
                                            providers=PROVIDERS[device])
-        self._text = ort.InferenceSession(str(self.export_dir / "text.onnx"), options,
+        self._text = ort.InferenceSession(str(self.export_dir / text_file), options,
                                           providers=PROVIDERS[device])
         self._check_provider(device)
         tokenizer = TextTokenizer(self.export_dir / "tokenizer.json",
@@ -67,7 +79,8 @@ class OnnxEncoder(Encoder):
 
     @property
     def provider(self) -> str:
-        return self._image.get_providers()[0]
+        suffix = "" if self.precision == "fp32" else f" ({self.precision})"
+        return self._image.get_providers()[0] + suffix
 
     def _image_forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         embedding, local = self._image.run(None, {"pixel_values": pixels})

@@ -10,7 +10,7 @@ from encoders.catalog import ModelConfig
 from encoders.heads import HeadSet
 from encoders.preprocess import TextTokenizer
 from encoders.runtimes.base import Encoder
-from encoders.towers import load_image_tower, load_text_tower, require_torch
+from encoders.towers import load_model_image_tower, load_text_tower, require_torch
 
 
 class TorchEncoder(Encoder):
@@ -27,7 +27,7 @@ class TorchEncoder(Encoder):
             torch.set_num_threads(threads)
         config = ModelConfig.load(model_dir)
         heads = HeadSet.load(model_dir)
-        image_tower = load_image_tower(config.image_tower, config.local.grid)
+        image_tower = load_model_image_tower(config, model_dir)
         text_tower = load_text_tower(config.text_tower)
         self.image_model = ImageEmbedder(image_tower, heads.image, heads.local).eval().to(device)
         self.text_model = TextEmbedder(text_tower, heads.text).eval().to(device)

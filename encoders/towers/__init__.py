@@ -6,9 +6,10 @@ serve-only install that runs exported ONNX models.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from encoders.catalog import ImageTowerSpec, TextTowerSpec
+from encoders.catalog import ImageTowerSpec, ModelConfig, TextTowerSpec
 
 if TYPE_CHECKING:
     from encoders.towers.base import ImageTower, TextTower
@@ -42,3 +43,21 @@ def load_text_tower(spec: TextTowerSpec) -> TextTower:
     from encoders.towers.hf_text import load_hf_text_tower
 
     return load_hf_text_tower(spec)
+
+
+def load_model_image_tower(config: ModelConfig, model_dir: Path) -> ImageTower:
+    """The image tower of a model folder: the published tower, then the folder's
+    fine-tuned tensors (config.tower_weights) over it. Every name must exist in the tower."""
+    tower = load_image_tower(config.image_tower, config.local.grid)
+    if config.tower_weights:
+        from safetensors.torch import load_file
+
+        path = Path(model_dir) / config.tower_weights
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} (model.json tower_weights) is missing")
+        tuned = load_file(str(path))
+        unknown = sorted(set(tuned) - set(tower.state_dict()))
+        if unknown:
+            raise ValueError(f"{path}: tensors not in the image tower: {unknown[:5]}")
+        tower.load_state_dict(tuned, strict=False)
+    return tower.eval()

@@ -55,9 +55,17 @@ class MobileNetV2Tower(ImageTower):
         self.grid = grid
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature_map = self.features(pixel_values)
-        pooled = feature_map.mean(dim=(2, 3))
-        return pooled, self.pool_cells(feature_map, self.grid)
+        return self.head_from_map(self.features(pixel_values))
+
+    def head_from_map(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return feature_map.mean(dim=(2, 3)), self.pool_cells(feature_map, self.grid)
+
+    def tail_names(self, blocks: int) -> list[str]:
+        """State-dict prefixes of the last `blocks` stages (what fine-tuning may change)."""
+        count = len(self.features)
+        if not 0 <= blocks < count:
+            raise ValueError(f"tune_blocks must be in 0..{count - 1}, got {blocks}")
+        return [f"features.{i}." for i in range(count - blocks, count)]
 
 
 def load_mobilenet_tower(spec: ImageTowerSpec, grid: int) -> MobileNetV2Tower:

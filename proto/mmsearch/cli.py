@@ -23,11 +23,6 @@ log = logging.getLogger("mmsearch")
 DATA_DIR = Path("data/emoji")
 NPM_CACHE = Path(".cache/npm")
 
-UNBUILT = {
-    "train encoder": "issue 3 (the trained embedder)",
-}
-
-
 def _config(args: argparse.Namespace) -> Config:
     overrides: dict = {}
     if getattr(args, "uri", None):
@@ -40,13 +35,6 @@ def _config(args: argparse.Namespace) -> Config:
     if getattr(args, "model", None):
         overrides.setdefault("models", {})["model"] = args.model
     return load_config(getattr(args, "config", None), overrides=overrides)
-
-
-def cmd_unbuilt(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"`mmsearch {name}` is not built yet: {UNBUILT[name]} brings it.", file=sys.stderr)
-        return 2
-    return run
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -94,8 +82,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     config = _config(args)
     model_dir = args.model_dir or config.models.model_dir
     out = args.out or config.models.export_dir
-    manifest = export_onnx(model_dir, out)
-    print(f"exported {manifest.config.name} (model_id {manifest.model_id}) to {out}")
+    calibration = [] if args.no_int8 else _calibration_images(args.int8_calibration,
+                                                              args.calibration_images)
+    if not calibration and not args.no_int8:
+        print("int8 models NOT written: no train-split images in "
+              f"{[str(m) for m in args.int8_calibration]} to calibrate on "
+              "(run `mmsearch data emoji` or pass --int8-calibration)", file=sys.stderr)
+    manifest = export_onnx(model_dir, out, calibration)
+    print(f"exported {manifest.config.name} (model_id {manifest.model_id}) to {out}"
+          + (f" (+ int8, calibrated on {len(calibration)} train images)" if calibration else ""))
     scorer = Path(config.models.dir) / config.models.scorer if config.models.scorer else None
     if scorer is not None and (scorer / "scorer.json").is_file():
         from rerank.scorer.export import export_scorer
@@ -115,6 +110,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration_images(manifests: list[Path], count: int) -> list[str]:
+    """`count` train-split images spread evenly over the given manifests (those that exist)."""
+    from encoders.data.records import read_manifest
+
+    paths = [str(m.parent / r.image) for m in manifests if m.is_file()
+             for r in read_manifest(m) if r.split == "train" and r.image]
+    step = max(1, len(paths) // max(count, 1))
+    return paths[::step][:count]
+
+
 def plugin_command(name: str, module: str = "plugin.commands"
                    ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
@@ -125,7 +130,8 @@ def plugin_command(name: str, module: str = "plugin.commands"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    script = Path("benchmarks") / f"{args.which.replace('-', '_')}.py"
+    name = "report" if args.which == "all" else args.which.replace("-", "_")
+    script = Path("benchmarks") / f"{name}.py"
     if not script.is_file():
         print(f"{script} not found: run `mmsearch bench` from a source checkout", file=sys.stderr)
         return 2
@@ -292,10 +298,24 @@ def build_parser() -> argparse.ArgumentParser:
         DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
     baseline.add_argument("--out", type=Path, help="model folder (default models/<model>)")
     baseline.set_defaults(func=cmd_train_baseline)
-    encoder = train_sub.add_parser("encoder", help=f"train the encoder "
-                                   f"({UNBUILT['train encoder']})")
+    encoder = train_sub.add_parser("encoder", help="train the embedder: prototype ID "
+                                   "recognition + image/image and image/text InfoNCE at every "
+                                   "width, on cached frozen features (train identities)")
     _common(encoder)
-    encoder.set_defaults(func=cmd_unbuilt("train encoder"))
+    encoder.add_argument("--manifest", type=Path, nargs="+", default=[
+        DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
+    encoder.add_argument("--name", default="emoji-v1", help="model folder name under models/")
+    encoder.add_argument("--out", type=Path, help="model folder (default models/<name>)")
+    encoder.add_argument("--cache", type=Path, default=Path(".cache/features"),
+                         help="where cached trunk features live (reused across runs)")
+    encoder.add_argument("--epochs", type=int, default=30)
+    encoder.add_argument("--views", type=int, default=3,
+                         help="views per image: 1 clean + (views-1) augmented")
+    encoder.add_argument("--tune-blocks", type=int, default=2,
+                         help="last image-tower stages to fine-tune (0 = frozen tower)")
+    encoder.add_argument("--batch-identities", type=int, default=128)
+    encoder.add_argument("--seed", type=int, default=0)
+    encoder.set_defaults(func=plugin_command("cmd_train_encoder", "encoders.train.command"))
     reranker = train_sub.add_parser("reranker", help="train the listwise scorer on candidates "
                                     "mined with the embedder (train identities)")
     _common(reranker)
@@ -314,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-dir", type=Path, help="model folder (model.json + heads)")
     export.add_argument("--out", type=Path, help="output folder (default models/export/<model>)")
     export.add_argument("--tensorrt", action="store_true", help="also build fp16 TensorRT engines")
+    export.add_argument("--no-int8", action="store_true",
+                        help="skip the int8 models (image: static, text: dynamic quantisation)")
+    export.add_argument("--int8-calibration", type=Path, nargs="+", default=[
+        DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"],
+        help="manifests whose train-split images calibrate the int8 image model")
+    export.add_argument("--calibration-images", type=int, default=64)
     export.add_argument("--max-batch", type=int, default=32, help="TensorRT profile max batch")
     export.set_defaults(func=cmd_export)
 
@@ -332,8 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", type=Path, help="also write the hits as JSON here")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
-    bench.add_argument("which", choices=("baseline-quality", "encoder-speed", "ingest-speed",
+    bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/ (`all`: "
+                           "every benchmark, then the one-page benchmarks/report/README.md)")
+    bench.add_argument("which", choices=("all", "baseline-quality", "embedder-quality",
+                                         "encoder-speed", "ingest-speed",
                                          "index-defaults", "rerank-quality",
                                          "sidecar-latency", "funnel"))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")

@@ -36,9 +36,10 @@ class MilvusConfig:
 @dataclass(frozen=True)
 class ModelsConfig:
     dir: str = "./models"
-    model: str = "baseline"
+    model: str = "emoji-v1"  # the trained embedder (models/emoji-v1, committed)
     runtime: str = "onnx"
     device: str = "cpu"
+    precision: str = "fp32"  # fp32 | int8 (onnx runtime; `mmsearch export` writes both)
     batch_size: int = 32
     scorer: str = "scorer"  # <dir>/<scorer> checkpoint, <dir>/export/<scorer>; "" = none
 
@@ -198,6 +199,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     validate_widths(config.widths, config.widths[-1], "widths")
     if config.models.runtime not in ("onnx", "torch", "tensorrt"):
         raise ConfigError("models.runtime", "one of onnx, torch, tensorrt")
+    if config.models.precision not in ("fp32", "int8"):
+        raise ConfigError("models.precision", "one of fp32, int8")
+    if config.models.precision == "int8" and config.models.runtime != "onnx":
+        raise ConfigError("models.precision", "int8 runs on the onnx runtime only")
     from plugin.index_spec import specs_for
     from plugin.schema import parse_declared_attrs
 

@@ -1,7 +1,7 @@
 """The demo command in a reduced form: real data, the shipped model, Milvus Lite's server,
 the sidecar as its own process, real gRPC queries; then a second run that resumes.
 
-Needs `data/emoji` and `models/export/baseline` (`make test` prepares both: `mmsearch data
+Needs `data/emoji` and `models/export/emoji-v1` (`make test` prepares both: `mmsearch data
 emoji`, `mmsearch export`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDED = (ROOT / "data/emoji/google.jsonl", ROOT / "models/export/baseline/manifest.json",
+NEEDED = (ROOT / "data/emoji/google.jsonl", ROOT / "models/export/emoji-v1/manifest.json",
           ROOT / "models/export/scorer/scorer.onnx")
 
 

@@ -1,0 +1,210 @@
+"""`mmsearch bench all`: run the benchmarks, then write one page, benchmarks/report/README.md.
+
+Runs (unless --reuse) embedder quality, encoder speed, ingest speed, rerank quality,
+sidecar latency and the in-process funnel; the Milvus 2.3.5 funnel needs its own server
+(`make bench-funnel-milvus`) and is read from its last results. Every section states the
+machine and date its numbers were measured on (from each result's JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._report import RESULTS, markdown_table  # noqa: E402
+
+REPORT = Path(__file__).resolve().parent / "report"
+RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
+       "sidecar_latency", "funnel")
+READ_ONLY = ("funnel_milvus",)
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def measured_on(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    return f"*Measured on {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}.*"
+
+
+def quality_section(data: dict[str, Any]) -> str:
+    rows = [r for r in data["results"] if "->" in r["task"] and not r["task"].startswith("name")]
+    widths = sorted({r["width"] for r in rows if r["method"] == "trained"})
+    table = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        for method in ("raw", "pca", "trained", "int8"):
+            by_width = {r["width"]: r["recall@1"] for r in rows
+                        if r["task"] == task and r["method"] == method}
+            table.append((task, method, *(by_width.get(w, "") for w in widths)))
+    names = [r for r in data["results"] if r["task"].startswith("name")
+             and r["method"] == "trained"]
+    name_table = [(r["task"], r["width"], r["recall@1"], r["recall@10"]) for r in names]
+    return ("## Embedder quality per width (image-only galleries, test identities)\n\n"
+            + measured_on(data) + "\n\nRecall@1; `raw` and `pca` are the untrained "
+            "baselines.\n\n" + markdown_table(("direction", "method", *map(str, widths)),
+                                                table)
+            + "\n\nName (text-only) -> image, trained model:\n\n"
+            + markdown_table(("task", "width", "R@1", "R@10"), name_table)
+            + "\n\n![metric vs width](metric_vs_width.png)\n")
+
+
+def rerank_section(data: dict[str, Any]) -> str:
+    rows = [(r["direction"], r["stage"], r["recall@1"], r["recall@10"], r["map@r"],
+             r["ndcg@10"], "" if r["ece"] is None else r["ece"]) for r in data["results"]]
+    speed = [(size, v["p50_ms"], v["p99_ms"]) for size, v in data["speed"].items()]
+    return ("## Quality per stage and rerank ablations\n\n" + measured_on(data) + "\n\n"
+            + markdown_table(("direction", "stage", "R@1", "R@10", "mAP@R", "nDCG@10", "ECE"),
+                             rows)
+            + "\n\nScorer speed (ONNX Runtime CPU, all chunks in one batch):\n\n"
+            + markdown_table(("candidates", "p50 ms", "p99 ms"), speed) + "\n")
+
+
+def encoder_section(data: dict[str, Any]) -> str:
+    rows = [(r["tower"], r["batch"], r["runtime"], r["items_per_s"]) for r in data["results"]
+            if "items_per_s" in r]
+    drift = data.get("int8_cosine", {})
+    extra = "".join(f"\n- int8 vs fp32 {t}: cosine min {d['min']:.4f}, mean {d['mean']:.4f}"
+                    for t, d in drift.items())
+    return ("## Encoder speed per runtime\n\n" + measured_on(data) + "\n\n"
+            + markdown_table(("tower", "batch", "runtime", "items/s"), rows) + "\n" + extra
+            + "\n")
+
+
+def ingest_section(data: dict[str, Any]) -> str:
+    e2e, enc = data["end_to_end"], data["encoder_only"]
+    synthetic = data["synthetic_write_path"]
+    rows = [("end to end (emoji, both vendors)", e2e["items"], e2e["items"] / e2e["seconds"]),
+            ("encoder only", enc["items"], enc["items"] / enc["seconds"]),
+            ("write path (synthetic vectors)", synthetic["items"],
+             synthetic["items"] / synthetic["seconds"])]
+    return ("## Ingestion speed\n\n" + measured_on(data) + "\n\n"
+            + markdown_table(("path", "items", "items/s"), rows)
+            + f"\n\nEnd to end / encoder only = {data['ratio']:.2f}.\n")
+
+
+def latency_section(data: dict[str, Any]) -> str:
+    rows = [(kind, path, v["p50_ms"], v["p99_ms"]) for kind, paths in data["timings"].items()
+            for path, v in paths.items()]
+    load_ = data["load"]
+    return ("## Search latency\n\n" + measured_on(data) + "\n\nOne client, per query kind "
+            "(gRPC vs the in-process pipeline):\n\n"
+            + markdown_table(("query", "path", "p50 ms", "p99 ms"), rows)
+            + f"\n\nLoad: {load_['requests']} requests, {load_['errors']} errors, "
+            f"{load_['qps']:.1f} QPS, p50 {load_['p50_ms']:.0f} ms, p99 {load_['p99_ms']:.0f} "
+            f"ms, RSS {load_['rss_start_mb']:.0f} -> {load_['rss_end_mb']:.0f} MB.\n\n"
+            "![latency histogram](latency_histogram.png)\n")
+
+
+def funnel_section(faiss: dict[str, Any] | None, milvus: dict[str, Any] | None) -> str:
+    parts = ["## Funnel d64 -> d512 vs direct d512\n"]
+    for name, data in (("in-process faiss IVF_FLAT (index cost only)", faiss),
+                       ("real Milvus 2.3.5 server", milvus)):
+        if data is None:
+            parts.append(f"\n{name}: not run.\n")
+            continue
+        best = {}
+        for p in data["points"]:
+            key = p["method"].split()[0]
+            for target in (0.8, 0.9, 0.95):
+                if p["recall@10"] >= target and p["qps"] > best.get((key, target), 0):
+                    best[(key, target)] = p["qps"]
+        rows = [(t, best.get(("direct", t), ""), best.get(("funnel", t), ""),
+                 best[("funnel", t)] / best[("direct", t)]
+                 if ("funnel", t) in best and ("direct", t) in best else "")
+                for t in (0.8, 0.9, 0.95)]
+        parts.append(f"\n**{name}** — " + measured_on(data) + "\n\n"
+                     + markdown_table(("recall@10 >=", "direct QPS", "funnel QPS",
+                                       "funnel / direct"), rows) + "\n")
+    parts.append("\n![recall vs QPS](recall_vs_qps.png)\n")
+    return "".join(parts)
+
+
+def plots(quality: dict | None, faiss: dict | None, milvus: dict | None,
+          latency: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if quality:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for i, task in enumerate(("google->twitter", "openmoji->google")):
+            for method, style in (("raw", ":"), ("pca", "--"), ("trained", "-")):
+                pts = sorted((r["width"], r["recall@1"]) for r in quality["results"]
+                             if r["task"] == task and r["method"] == method
+                             and r["width"] <= 512)
+                ax.plot(*zip(*pts, strict=True), style, marker="o", color=f"C{i}",
+                        label=f"{task} {method}")
+        ax.set(xscale="log", xlabel="width", ylabel="Recall@1", title="Recall@1 vs width")
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(REPORT / "metric_vs_width.png", dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for data, label in ((faiss, "faiss"), (milvus, "Milvus 2.3.5")):
+        for method, marker in (("direct", "s"), ("funnel", "o")):
+            pts = sorted((p["recall@10"], p["qps"]) for p in (data or {}).get("points", [])
+                         if p["method"].startswith(method))
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker=marker, linestyle="",
+                        label=f"{label} {method}")
+    ax.set(yscale="log", xlabel="recall@10", ylabel="QPS (log)", title="Recall vs QPS")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(REPORT / "recall_vs_qps.png", dpi=110)
+    if latency and latency["load"].get("latencies_ms"):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.hist(latency["load"]["latencies_ms"], bins=50)
+        ax.set(xlabel="ms", ylabel="requests", title="Search latency under load (gRPC)")
+        fig.tight_layout()
+        fig.savefig(REPORT / "latency_histogram.png", dpi=110)
+
+
+def run_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        print(f"== {name}", flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).parent / f"{name}.py")], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reuse", action="store_true",
+                        help="do not run anything: compose the page from the last results")
+    parser.add_argument("--only", nargs="+", choices=RUN, help="run only these, reuse others")
+    args = parser.parse_args()
+    if not args.reuse:
+        run_all(tuple(args.only or RUN))
+    REPORT.mkdir(parents=True, exist_ok=True)
+    data = {name: load(name) for name in (*RUN, *READ_ONLY)}
+    sections = [
+        quality_section(data["embedder_quality"]) if data["embedder_quality"] else "",
+        rerank_section(data["rerank_quality"]) if data["rerank_quality"] else "",
+        encoder_section(data["encoder_speed"]) if data["encoder_speed"] else "",
+        ingest_section(data["ingest_speed"]) if data["ingest_speed"] else "",
+        latency_section(data["sidecar_latency"]) if data["sidecar_latency"] else "",
+        funnel_section(data["funnel"], data["funnel_milvus"]),
+    ]
+    missing = [name for name, value in data.items() if value is None]
+    page = ("# mmsearch benchmark report\n\nOne page over `benchmarks/results/` (each section "
+            "links its source numbers' machine). Regenerate: `mmsearch bench all` (runs "
+            "everything, ~1 h on 2 cores) or `mmsearch bench all --reuse`.\n\n"
+            + (f"Not run yet: {', '.join(missing)}.\n\n" if missing else "")
+            + "\n".join(s for s in sections if s))
+    plots(data["embedder_quality"], data["funnel"], data["funnel_milvus"],
+          data["sidecar_latency"])
+    (REPORT / "README.md").write_text(page)
+    print(f"report written to {REPORT / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""`mmsearch train encoder`: cache frozen features, train every loss at every width, fit
+the fusion weights, save a model folder (model.json + heads + tuned tower tensors +
+train.json) that `mmsearch export` turns into the ONNX models."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from encoders.catalog import FusionSpec, ModelConfig
+from encoders.data.records import read_manifest
+from encoders.heads import fit_pca_head
+from encoders.metrics import retrieval_metrics
+from encoders.mrl import at_width, fuse
+from encoders.preprocess import ImageSpec
+from encoders.towers import load_image_tower, load_text_tower
+from encoders.train.augment import AugmentSpec
+from encoders.train.cache import FeatureCache, FrozenTrunk, TrainItems, build_cache, cache_key
+from encoders.train.loop import TrainSettings, train_embedder
+from encoders.train.model import TrainableEmbedder, pretrained_tail, tail_outputs
+
+TEXT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: TrainableEmbedder
+    record: dict  # what train.json holds
+    cache: FeatureCache
+    items: TrainItems
+    model_dir: Path
+
+
+def read_train_items(manifests: list[Path]) -> TrainItems:
+    """Train-split items with an image and a caption; group = the manifest's file stem."""
+    rows = []
+    for manifest in manifests:
+        for record in read_manifest(manifest):
+            if record.split == "train" and record.image and record.text and record.label:
+                rows.append((str(Path(manifest).parent / record.image), record.text,
+                             record.label, Path(manifest).stem))
+    if not rows:
+        raise ValueError(f"no train-split items with image, text and label in {manifests}")
+    return TrainItems(*(tuple(column) for column in zip(*rows, strict=True)))
+
+
+def _embed_clean(model: TrainableEmbedder, trunk: np.ndarray, text: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        image = torch.cat([model.image_forward(torch.from_numpy(
+            trunk[s : s + 256].astype(np.float32)))[0] for s in range(0, len(trunk), 256)])
+        return image.numpy(), model.text_forward(torch.from_numpy(text)).numpy()
+
+
+def fit_fusion(image: np.ndarray, text: np.ndarray, items: TrainItems, width: int
+               ) -> tuple[FusionSpec, dict[str, float]]:
+    """Pick the caption weight for stored items: image-only queries of the first group
+    against fused items of the others (how users query a catalogue of fused items)."""
+    groups = np.asarray(items.groups)
+    query_rows = np.nonzero(groups == sorted(set(items.groups))[0])[0]
+    gallery_rows = np.nonzero(groups != groups[query_rows[0]])[0]
+    labels = np.asarray(items.labels)
+    ones = np.ones(len(gallery_rows), dtype=np.float32)
+    scores: dict[str, float] = {}
+    for weight in TEXT_WEIGHTS:
+        spec = FusionSpec(1.0, weight)
+        gallery = at_width(fuse(image[gallery_rows], text[gallery_rows], ones, ones, spec),
+                           width)
+        metrics = retrieval_metrics(at_width(image[query_rows], width),
+                                    list(labels[query_rows]), gallery,
+                                    list(labels[gallery_rows]))
+        scores[str(weight)] = metrics["recall@1"]
+    if len(gallery_rows) == 0:
+        return FusionSpec(), scores
+    best = max(TEXT_WEIGHTS, key=lambda w: scores[str(w)])
+    return FusionSpec(1.0, best), scores
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _code_version() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip() or "unknown"
+
+
+def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, views: int,
+                tune_blocks: int, cache_dir: Path | None, out: Path, name: str,
+                augment_spec: AugmentSpec | None = None) -> TrainResult:
+    """The whole run: cache, train, fit fusion, save the model folder at `out`."""
+    started = time.time()
+    augment_spec = augment_spec or AugmentSpec()
+    torch.manual_seed(settings.seed)
+    tower = load_image_tower(base.image_tower, base.local.grid)
+    if tune_blocks and not hasattr(tower, "features"):
+        raise ValueError("train.tune_blocks > 0 needs a tower with stages (mobilenetv2)")
+    text_tower = load_text_tower(base.text_tower)
+    spec = ImageSpec(base.image_tower.input_size, base.image_tower.mean, base.image_tower.std)
+    weights_hash = hashlib.sha256(b"".join(
+        t.numpy().tobytes()[:4096] for t in tower.state_dict().values())).hexdigest()
+    key = cache_key(base, items, views, tune_blocks, augment_spec, weights_hash)
+    cache_path = cache_dir / f"encoder-{key}.npz" if cache_dir else None
+    cache = build_cache(FrozenTrunk(tower, tune_blocks), text_tower, spec, items, views,
+                        augment_spec, cache_path, progress=settings.progress)
+    ids = sorted(set(items.labels))
+    with torch.no_grad():
+        pooled, cells = tail_outputs(pretrained_tail(tower, tune_blocks), base.local.grid,
+                                     torch.from_numpy(cache.trunk[0].astype(np.float32)))
+    model = TrainableEmbedder(
+        tower, tune_blocks, fit_pca_head(pooled.numpy(), base.width_max),
+        fit_pca_head(cache.text, base.width_max),
+        fit_pca_head(cells.reshape(-1, cells.shape[-1]).numpy(), base.local.dim), len(ids))
+    history = train_embedder(model, cache, items.labels, base.widths, settings)
+    image, text = _embed_clean(model, cache.trunk[0], cache.text)
+    fusion, fusion_scores = fit_fusion(image, text, items, base.widths[-1])
+    tower_state = model.tower_state()
+    config = replace(base, name=name, fusion=fusion, head_kind="linear",
+                     tower_weights="tower.safetensors" if tower_state else None,
+                     notes=f"trained on {len(items.images)} train items, {len(ids)} identities")
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out)
+    model.to_heads().save(out)
+    if tower_state:
+        from safetensors.torch import save_file
+
+        save_file(tower_state, str(out / "tower.safetensors"))
+    record = {
+        "command": " ".join(["mmsearch", *sys.argv[1:]]) if sys.argv[0].endswith("mmsearch")
+        else None,
+        "code_version": _code_version(), "seed": settings.seed, "views": views,
+        "tune_blocks": tune_blocks, "settings": asdict(settings),
+        "augment": asdict(augment_spec), "items": len(items.images), "identities": len(ids),
+        "fusion_recall@1": fusion_scores, "loss_history": history,
+        "seconds": round(time.time() - started, 1),
+    }
+    (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
+    return TrainResult(model, record, cache, items, out)
+
+
+def cmd_train_encoder(args: argparse.Namespace, config) -> int:  # noqa: ANN001 - Config
+    items = read_train_items(args.manifest)
+    base = ModelConfig(widths=config.widths, width_max=config.widths[-1])
+    settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,
+                             seed=args.seed, progress=True)
+    out = args.out or Path(config.models.dir) / args.name
+    record = train_model(base, items, settings, args.views, args.tune_blocks, args.cache, out,
+                         args.name).record
+    manifests = {str(m): _sha256(Path(m)) for m in args.manifest}
+    record["data"] = manifests
+    (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
+    last = record["loss_history"][-1]
+    print(f"encoder trained in {record['seconds']} s on {record['items']} items; final loss "
+          + ", ".join(f"{k}={v:.3f}" for k, v in last.items()) + f"; model folder {out}")
+    return 0

@@ -1,0 +1,137 @@
+"""The training loop: identity pairs per batch, every loss at every width, seeded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from encoders.train.cache import FeatureCache
+from encoders.train.losses import arcface_loss, info_nce, sample_prototypes
+from encoders.train.model import TrainableEmbedder
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    prototype: float = 1.0  # ArcFace against identity prototypes (image and text)
+    image_image: float = 1.0  # InfoNCE between two items of one identity (across vendors)
+    image_text: float = 1.0  # InfoNCE between an image and its caption
+    local: float = 0.25  # InfoNCE between the same local cell of two items
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 30
+    batch_identities: int = 128
+    lr_heads: float = 1e-3
+    lr_tower: float = 3e-4
+    margin: float = 0.2
+    scale: float = 30.0
+    temperature: float = 0.05
+    local_temperature: float = 0.1
+    prototype_sample: int = 1024  # prototypes per step (the batch's own + sampled others)
+    weights: LossWeights = field(default_factory=LossWeights)
+    seed: int = 0
+    progress: bool = True
+
+
+def identity_index(labels: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """-> (identity index per item, item indices per identity), identities sorted by label."""
+    names = sorted(set(labels))
+    position = {name: i for i, name in enumerate(names)}
+    ids = np.array([position[label] for label in labels], dtype=np.int64)
+    members = [np.nonzero(ids == i)[0] for i in range(len(names))]
+    return ids, members
+
+
+def _pick_pairs(identities: np.ndarray, members: list[np.ndarray],
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two different items per identity where it has two (else the same item twice: its
+    views still differ)."""
+    left, right = [], []
+    for identity in identities:
+        items = members[identity]
+        chosen = rng.choice(items, size=2, replace=len(items) < 2)
+        left.append(chosen[0])
+        right.append(chosen[1])
+    return np.array(left), np.array(right)
+
+
+def _batch_losses(model: TrainableEmbedder, cache: FeatureCache, ids: np.ndarray,
+                  left: np.ndarray, right: np.ndarray, widths: tuple[int, ...],
+                  settings: TrainSettings, rng: np.random.Generator,
+                  generator: torch.Generator) -> dict[int | str, torch.Tensor]:
+    views = cache.trunk.shape[0]
+    items = np.concatenate([left, right])
+    item_views = rng.integers(0, views, size=len(items))
+    trunk = torch.from_numpy(cache.trunk[item_views, items].astype(np.float32))
+    image, local = model.image_forward(trunk)
+    text = model.text_forward(torch.from_numpy(cache.text[items]))
+    batch_ids = torch.from_numpy(ids[items])
+    same = batch_ids[:, None] == batch_ids[None, :]
+    rows, targets = sample_prototypes(torch.cat([batch_ids, batch_ids]),
+                                      model.prototypes.shape[0], settings.prototype_sample,
+                                      generator)
+    prototypes = model.prototypes[rows]
+    half = len(left)
+    weights = settings.weights
+    losses: dict[int | str, torch.Tensor] = {}
+    for width in widths:
+        losses[width] = (
+            weights.prototype * arcface_loss(torch.cat([image, text]), prototypes, targets,
+                                             width, settings.margin, settings.scale)
+            + weights.image_image * info_nce(image[:half], image[half:], width,
+                                             settings.temperature)
+            + weights.image_text * info_nce(image, text, width, settings.temperature, same))
+    cells = local.shape[1]
+    losses["local"] = weights.local * sum(
+        info_nce(local[:half, c], local[half:, c], local.shape[-1], settings.local_temperature)
+        for c in range(cells)) / cells
+    return losses
+
+
+def train_embedder(model: TrainableEmbedder, cache: FeatureCache, labels: tuple[str, ...],
+                   widths: tuple[int, ...], settings: TrainSettings
+                   ) -> list[dict[str, float]]:
+    """Train in place; -> per-epoch mean loss per width (and `local`)."""
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    ids, members = identity_index(labels)
+    with torch.no_grad():
+        clean = torch.from_numpy(cache.trunk[0].astype(np.float32))
+        embeddings = torch.cat([model.image_forward(clean[s : s + 256])[0]
+                                for s in range(0, len(clean), 256)])
+    model.init_prototypes(embeddings, torch.from_numpy(ids))
+    groups = [{"params": [*model.image_head.parameters(), *model.text_head.parameters(),
+                          *model.local_head.parameters(), model.prototypes],
+               "lr": settings.lr_heads}]
+    if model.tail is not None:
+        groups.append({"params": list(model.tail.parameters()), "lr": settings.lr_tower})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    history: list[dict[str, float]] = []
+    model.train()
+    bar = tqdm(range(settings.epochs), desc="training encoder", disable=not settings.progress)
+    for _ in bar:
+        order = rng.permutation(len(members))
+        totals: dict[str, float] = {}
+        steps = 0
+        for start in range(0, len(order), settings.batch_identities):
+            batch = order[start : start + settings.batch_identities]
+            if len(batch) < 2:
+                continue  # InfoNCE needs a negative
+            left, right = _pick_pairs(batch, members, rng)
+            losses = _batch_losses(model, cache, ids, left, right, widths, settings, rng,
+                                   generator)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+            for key, value in losses.items():
+                totals[str(key)] = totals.get(str(key), 0.0) + float(value.detach())
+            steps += 1
+        history.append({key: value / max(steps, 1) for key, value in totals.items()})
+        bar.set_postfix(loss=f"{sum(history[-1].values()):.3f}")
+    model.eval()
+    return history

@@ -1,0 +1,158 @@
+"""Training the embedder on 32 synthetic items: losses fall at every width, the run is
+seed-deterministic, the checkpoint loads back to the same numbers, export matches torch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from encoders import load_encoder
+from encoders.catalog import ImageTowerSpec, ModelConfig
+from encoders.export import export_onnx
+from encoders.heads import HeadSet
+from encoders.train.cache import TrainItems
+from encoders.train.command import TrainResult, train_model
+from encoders.train.loop import TrainSettings
+from tests.conftest import CAPTIONS
+
+IDENTITIES = 16
+SETTINGS = TrainSettings(epochs=8, batch_identities=8, prototype_sample=12, lr_heads=1e-2,
+                         progress=False)
+
+
+def _drawings(folder: Path) -> TrainItems:
+    """16 identities drawn by two 'vendors': the same shapes, vendor b shifted in colour."""
+    rng = np.random.default_rng(0)
+    images, captions, labels, groups = [], [], [], []
+    folder.mkdir(parents=True, exist_ok=True)
+    for identity in range(IDENTITIES):
+        base = rng.integers(0, 256, (40, 40, 3)).astype(np.int16)
+        base[:20] = rng.integers(0, 256, 3)
+        for vendor, shift in (("a", 0), ("b", 30)):
+            path = folder / f"{vendor}{identity}.png"
+            Image.fromarray(np.clip(base + shift, 0, 255).astype(np.uint8)).save(path)
+            images.append(str(path))
+            captions.append(CAPTIONS[identity % len(CAPTIONS)] + f" {identity % 3}")
+            labels.append(f"id{identity}")
+            groups.append(vendor)
+    return TrainItems(tuple(images), tuple(captions), tuple(labels), tuple(groups))
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tiny_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+              ) -> ModelConfig:
+    """The tiny model's config with a random MobileNetV2 whose batch-norm statistics were
+    set on random images: with the default statistics a random tower's activations vanish
+    (~1e-10 after 18 stages), so nothing would reach the heads."""
+    from encoders.towers.mobilenet import MobileNetV2Tower
+
+    torch.manual_seed(0)
+    tower = MobileNetV2Tower(grid=2).train()
+    for module in tower.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average over the calibration batches
+    with torch.no_grad():
+        for _ in range(4):
+            tower(torch.randn(16, 3, 32, 32))
+    weights = tmp_path_factory.mktemp("calibrated") / "mobilenetv2.pt"
+    torch.save(tower.state_dict(), weights)
+    config = ModelConfig.load(tiny_model[0])
+    return replace(config, name="tiny-trained",
+                   image_tower=ImageTowerSpec("mobilenetv2", str(weights), 32))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_base: ModelConfig, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    root = tmp_path_factory.mktemp("train")
+    items = _drawings(root / "images")
+    return train_model(tiny_base, items, SETTINGS, views=2, tune_blocks=1,
+                       cache_dir=root / "cache", out=root / "model", name="tiny-trained")
+
+
+def test_loss_falls_at_every_width(trained: TrainResult, tiny_base: ModelConfig) -> None:
+    history = trained.record["loss_history"]
+    assert len(history) == SETTINGS.epochs
+    for key in [*map(str, tiny_base.widths), "local"]:
+        # 4 steps an epoch: compare the first two epochs with the last two, not single ones
+        first = (history[0][key] + history[1][key]) / 2
+        last = (history[-1][key] + history[-2][key]) / 2
+        assert last < 0.8 * first, (key, [h[key] for h in history])
+
+
+def test_run_is_seed_deterministic(trained: TrainResult, tiny_base: ModelConfig,
+                                   tmp_path: Path) -> None:
+    items = _drawings(tmp_path / "images")
+    again = train_model(tiny_base, items, SETTINGS, views=2, tune_blocks=1,
+                        cache_dir=tmp_path / "cache", out=tmp_path / "model", name="tiny-trained")
+    assert again.record["loss_history"] == trained.record["loss_history"]
+    first, second = HeadSet.load(trained.model_dir), HeadSet.load(tmp_path / "model")
+    np.testing.assert_array_equal(first.image.weight, second.image.weight)
+
+
+def test_checkpoint_round_trip(trained: TrainResult) -> None:
+    """The saved folder (config + heads + tuned tower tensors) loads into the torch runtime
+    and gives the embeddings the trainer computed for the clean images."""
+    folder = trained.model_dir
+    config = ModelConfig.load(folder)
+    assert config.tower_weights == "tower.safetensors" and (folder / "tower.safetensors").is_file()
+    record = json.loads((folder / "train.json").read_text())
+    assert {"code_version", "seed", "settings", "loss_history", "augment"} <= set(record)
+    encoder = load_encoder("torch", model_dir=folder)
+    loaded = encoder.encode_images(list(trained.items.images[:8])).vectors
+    with torch.no_grad():
+        trunk = torch.from_numpy(trained.cache.trunk[0, :8].astype(np.float32))
+        in_memory = trained.model.image_forward(trunk)[0].numpy()
+    # the cache holds the trunk output in fp16, so agreement is to fp16 precision
+    np.testing.assert_allclose(loaded, in_memory, atol=2e-2 * np.abs(in_memory).max())
+    cosine = (loaded * in_memory).sum(1) / np.linalg.norm(loaded, axis=1) / np.linalg.norm(
+        in_memory, axis=1)
+    assert cosine.min() > 0.999
+
+
+def test_training_changed_the_tower_and_heads(trained: TrainResult, tiny_model) -> None:
+    baseline = HeadSet.load(tiny_model[0])
+    tuned = HeadSet.load(trained.model_dir)
+    assert not np.allclose(baseline.image.weight, tuned.image.weight)
+    assert trained.model.tower_state(), "tune_blocks=1 must save the last stage"
+
+
+def test_export_of_the_trained_model_matches_torch(trained: TrainResult, tmp_path: Path) -> None:
+    export_onnx(trained.model_dir, tmp_path / "export")
+    onnx_encoder = load_encoder("onnx", export_dir=tmp_path / "export")
+    torch_encoder = load_encoder("torch", model_dir=trained.model_dir)
+    assert onnx_encoder.model_id == torch_encoder.model_id
+    images = list(trained.items.images[:6])
+    a, b = onnx_encoder.encode_images(images), torch_encoder.encode_images(images)
+    for width in ModelConfig.load(trained.model_dir).widths:  # the vectors users store
+        np.testing.assert_allclose(a.at_width(width), b.at_width(width), atol=1e-4)
+    np.testing.assert_allclose(a.local, b.local, atol=1e-4)
+    texts = list(trained.items.captions[:6])
+    width = a.vectors.shape[1]
+    np.testing.assert_allclose(onnx_encoder.encode_texts(texts).at_width(width),
+                               torch_encoder.encode_texts(texts).at_width(width), atol=1e-4)
+
+
+def test_no_train_items_is_a_clear_error(tmp_path: Path) -> None:
+    from encoders.train.command import read_train_items
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "x", "image": None, "text": "a", "label": "x",
+                                    "split": "train", "attrs": {}}) + "\n")
+    with pytest.raises(ValueError, match="no train-split items"):
+        read_train_items([manifest])
+
+
+def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) -> None:
+    items = _drawings(tmp_path / "images")
+    result = train_model(tiny_base, items, replace(SETTINGS, epochs=2), views=1, tune_blocks=0,
+                         cache_dir=None, out=tmp_path / "model", name="frozen")
+    assert ModelConfig.load(tmp_path / "model").tower_weights is None
+    assert not (tmp_path / "model" / "tower.safetensors").exists()
+    assert result.cache.trunk.shape[2] == 1 + 4  # pooled + 2x2 cells per item
+
