@@ -43,14 +43,16 @@ def quality_section(data: dict[str, Any]) -> str:
         for method in ("raw", "pca", "trained", "int8"):
             by_width = {r["width"]: r["recall@1"] for r in rows
                         if r["task"] == task and r["method"] == method}
-            table.append((task, method, *(by_width.get(w, "") for w in widths)))
+            full = max(by_width) if method == "raw" else None  # all 1280 raw dims
+            table.append((task, method, *(by_width.get(w, "") for w in widths),
+                          by_width[full] if full else ""))
     names = [r for r in data["results"] if r["task"].startswith("name")
              and r["method"] == "trained"]
     name_table = [(r["task"], r["width"], r["recall@1"], r["recall@10"]) for r in names]
     return ("## Embedder quality per width (image-only galleries, test identities)\n\n"
             + measured_on(data) + "\n\nRecall@1; `raw` and `pca` are the untrained "
-            "baselines.\n\n" + markdown_table(("direction", "method", *map(str, widths)),
-                                                table)
+            "baselines.\n\n" + markdown_table(("direction", "method", *map(str, widths),
+                                                 "raw, all dims"), table)
             + "\n\nName (text-only) -> image, trained model:\n\n"
             + markdown_table(("task", "width", "R@1", "R@10"), name_table)
             + "\n\n![metric vs width](metric_vs_width.png)\n")

@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     reranker.add_argument("--pg-epochs", type=int, default=1, help="policy-gradient epochs")
     reranker.add_argument("--candidates", type=int, default=64, help="list length per query")
     reranker.add_argument("--chunk-size", type=int, default=16)
+    reranker.add_argument("--query-views", type=int, default=0,
+                          help="augmented views of each train query (harder lists) besides "
+                          "the clean one")
     reranker.add_argument("--seed", type=int, default=0)
     reranker.set_defaults(func=plugin_command("cmd_train_reranker", "rerank.train.command"))
 

@@ -50,6 +50,11 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
     twitter = encode_side(encoder, data, "twitter", "train", cache)
     pairs = [(q, g, mine(q, g, args.candidates, force_positive=True))
              for q, g in ((google, twitter), (twitter, google))]
+    for view in range(1, args.query_views + 1):  # augmented queries against clean galleries
+        for vendor, gallery in (("google", twitter), ("twitter", google)):
+            queries = encode_side(encoder, data, vendor, "train", cache, view)
+            pairs.append((queries, gallery, mine(queries, gallery, args.candidates,
+                                                 force_positive=True)))
     queries, gallery, lists = joined(pairs)
     settings = TrainSettings(chunk_size=args.chunk_size, epochs=args.epochs,
                              pg_epochs=args.pg_epochs, seed=args.seed, progress=True)
@@ -63,7 +68,8 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
             "train": vars(settings), "lists": int(len(lists.query)), "depth": args.candidates,
             "command": "mmsearch train reranker " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
-                if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size")),
+                if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size",
+                         "query_views")),
             "code_version": commit}
     out = Path(args.out)
     save_checkpoint(model, out, info)

@@ -1,28 +1,41 @@
-"""Emoji data for the scorer: encode a vendor's images once (vectors + local features)."""
+"""Emoji data for the scorer: encode a vendor's images once (vectors + local features).
+
+View 0 is the clean image; views 1.. are augmented drawings (the embedder's training
+augmentations). The embedder has seen the train identities' clean drawings, so lists
+mined from them are nearly solved already; augmented queries give the scorer lists as
+hard as unseen test drawings."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
 
 from encoders.data.records import read_manifest
+from encoders.preprocess import load_rgb
 from encoders.runtimes.base import Encoder
+from encoders.train.augment import AugmentSpec, augment
 from rerank.train.lists import Side
 
 
-def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Path | None
-                ) -> Side:
+def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Path | None,
+                view: int = 0) -> Side:
     """Image-only items of one vendor and split, cached as .npz keyed by the model id."""
     path = None
     if cache is not None:
-        path = cache / f"{vendor}-{split}-{encoder.model_id}.npz"
+        suffix = f"-view{view}" if view else ""
+        path = cache / f"{vendor}-{split}-{encoder.model_id}{suffix}.npz"
         if path.is_file():
             stored = np.load(path)
             return Side(stored["vectors"], stored["local"], stored["labels"])
     records = [r for r in read_manifest(data / f"{vendor}.jsonl")
                if r.split == split and r.image]
-    result = encoder.encode_images([str(data / r.image) for r in records])
+    images: list = [str(data / r.image) for r in records]
+    if view:
+        images = [augment(load_rgb(image), AugmentSpec(), random.Random(view * 1_000_003 + i))
+                  for i, image in enumerate(images)]
+    result = encoder.encode_images(images)
     if result.problems:
         raise ValueError(f"{vendor}: {len(result.problems)} images failed: {result.problems[0]}")
     side = Side(result.at_width(encoder.config.width_max), result.local.astype(np.float32),

@@ -38,10 +38,12 @@ def test_demo_reduced(tmp_path: Path) -> None:
     by_id = next(q for q in result["queries"] if q["title"].startswith("stored id"))
     query_id = by_id["title"].split()[2]
     assert query_id not in [h["id"] for h in by_id["hits"]]  # self excluded
+    # the google item queried by id finds the twitter drawing of the same identity first
+    assert by_id["hits"][0]["id"] == "twitter:" + query_id.split(":", 1)[1], by_id["hits"]
     right, total = result["by_id_top1"]
-    # every google item by id: the twitter item of the same identity first, far above
-    # chance (1 in ~120); the PCA baseline's rate, to be raised by the trained embedder
-    assert total >= 60 and right / total >= 0.5, result["by_id_top1"]
+    # and so does nearly every google item of the subset (chance is 1 in ~120; measured
+    # 55/63 with the shipped embedder and scorer)
+    assert total >= 60 and right / total >= 0.8, result["by_id_top1"]
     filtered = next(q for q in result["queries"] if "filter" in q["title"])
     subset = [json.loads(line) for line in (ROOT / "data/emoji/demo-60.jsonl").open()]
     animals = {r["id"] for r in subset if r["attrs"]["category"] == "Animals & Nature"}
