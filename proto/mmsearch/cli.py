@@ -219,7 +219,11 @@ def _rerank_parsers(sub: Any) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mmsearch.demo import run_demo
 
-    result = run_demo(args.data_dir, args.work_dir, args.identities, args.top_k, args.config)
+    if args.by_id_sample < 1:
+        print("--by-id-sample must be >= 1", file=sys.stderr)
+        return 2
+    result = run_demo(args.data_dir, args.work_dir, args.identities, args.top_k, args.config,
+                      args.by_id_sample)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
@@ -358,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--identities", type=int, help="only the first N identities (both "
                       "vendors; default all)")
     demo.add_argument("--top-k", type=int, default=5)
+    demo.add_argument("--by-id-sample", type=int, default=300,
+                      help="google items queried by id for the twin rate (an even sample; "
+                      "each costs two gRPC searches)")
     demo.add_argument("--json", type=Path, help="also write the hits as JSON here")
     demo.set_defaults(func=cmd_demo)
 
