@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     reranker.add_argument("--pg-epochs", type=int, default=1, help="policy-gradient epochs")
     reranker.add_argument("--candidates", type=int, default=64, help="list length per query")
     reranker.add_argument("--chunk-size", type=int, default=16)
+    reranker.add_argument("--fused-lists", action=argparse.BooleanOptionalAction, default=True,
+                          help="also train on lists of fused (image + caption) items queried "
+                          "by stored id in a gallery of both vendors, self excluded")
     reranker.add_argument("--query-views", type=int, default=0,
                           help="augmented views of each train query (harder lists) besides "
                           "the clean one")

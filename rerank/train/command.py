@@ -14,7 +14,7 @@ from encoders import load_encoder
 from mmsearch.config import Config
 from rerank.scorer.export import export_scorer, save_checkpoint
 from rerank.scorer.model import ScorerConfig
-from rerank.train.emoji import encode_side
+from rerank.train.emoji import encode_fused, encode_side
 from rerank.train.lists import Lists, Side, mine
 from rerank.train.loop import TrainSettings, train
 
@@ -50,6 +50,10 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
     twitter = encode_side(encoder, data, "twitter", "train", cache)
     pairs = [(q, g, mine(q, g, args.candidates, force_positive=True))
              for q, g in ((google, twitter), (twitter, google))]
+    if args.fused_lists:  # by stored id in a mixed-vendor gallery of fused items
+        fused = encode_fused(encoder, data, ("google", "twitter"), "train", cache)
+        pairs.append((fused, fused, mine(fused, fused, args.candidates, force_positive=True,
+                                         exclude_self=True)))
     for view in range(1, args.query_views + 1):  # augmented queries against clean galleries
         for vendor, gallery in (("google", twitter), ("twitter", google)):
             queries = encode_side(encoder, data, vendor, "train", cache, view)
@@ -69,7 +73,7 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
             "command": "mmsearch train reranker " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
                 if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size",
-                         "query_views")),
+                         "query_views", "fused_lists")),
             "code_version": commit}
     out = Path(args.out)
     save_checkpoint(model, out, info)

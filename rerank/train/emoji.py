@@ -40,7 +40,31 @@ def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Pa
         raise ValueError(f"{vendor}: {len(result.problems)} images failed: {result.problems[0]}")
     side = Side(result.at_width(encoder.config.width_max), result.local.astype(np.float32),
                 np.asarray([r.label for r in records]))
+    _save(path, side)
+    return side
+
+
+def _save(path: Path | None, side: Side) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, vectors=side.vectors, local=side.local, labels=side.labels)
+
+
+def encode_fused(encoder: Encoder, data: Path, vendors: tuple[str, ...], split: str,
+                 cache: Path | None) -> Side:
+    """Both vendors' items as the sidecar stores them (image + caption fused), one side:
+    queries by stored id search a gallery holding every vendor."""
+    path = cache / f"fused-{split}-{encoder.model_id}.npz" if cache is not None else None
+    if path is not None and path.is_file():
+        stored = np.load(path)
+        return Side(stored["vectors"], stored["local"], stored["labels"])
+    records = [r for vendor in vendors for r in read_manifest(data / f"{vendor}.jsonl")
+               if r.split == split and r.image and r.text]
+    result = encoder.encode_items([str(data / r.image) for r in records],
+                                  [r.text for r in records])
+    if result.problems:
+        raise ValueError(f"{len(result.problems)} items failed: {result.problems[0]}")
+    side = Side(result.at_width(encoder.config.width_max), result.local.astype(np.float32),
+                np.asarray([r.label for r in records]))
+    _save(path, side)
     return side

@@ -138,3 +138,19 @@ def test_scorer_engine_builds(exported) -> None:  # noqa: ANN001
 
     engine = build_scorer_engine(exported[1], chunk_size=16, max_chunks=4)
     assert engine.is_file() and engine.stat().st_size > 0
+
+
+def test_lists_by_stored_id_never_list_the_query_itself() -> None:
+    """Fused items queried by stored id: the item is its own nearest neighbour, so mining
+    without exclusion would make every list's top candidate the query."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((40, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(20), 2).astype(str)  # two items per identity
+    side = Side(vectors, np.zeros((40, 4, 8), np.float32), labels)
+    lists = mine(side, side, depth=8, force_positive=True, exclude_self=True)
+    assert len(lists.query) == 40
+    for query, candidates, relevant in zip(lists.query, lists.candidates, lists.relevant,
+                                           strict=True):
+        assert query not in candidates
+        assert relevant.sum() == 1  # the other item of the identity, forced in if needed
