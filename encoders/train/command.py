@@ -147,7 +147,25 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
     return TrainResult(model, record, cache, items, out)
 
 
+def check_args(args: argparse.Namespace) -> str | None:
+    """The first bad flag as a message naming it, or None."""
+    for manifest in args.manifest:
+        if not Path(manifest).is_file():
+            return f"--manifest: {manifest} not found (run `mmsearch data emoji`)"
+    limits = {"--epochs": (args.epochs, 1), "--views": (args.views, 1),
+              "--tune-blocks": (args.tune_blocks, 0),
+              "--batch-identities": (args.batch_identities, 2)}
+    for flag, (value, least) in limits.items():
+        if value < least:
+            return f"{flag} must be >= {least}, got {value}"
+    return None
+
+
 def cmd_train_encoder(args: argparse.Namespace, config) -> int:  # noqa: ANN001 - Config
+    problem = check_args(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     items = read_train_items(args.manifest)
     base = ModelConfig(widths=config.widths, width_max=config.widths[-1])
     settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,

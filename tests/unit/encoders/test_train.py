@@ -156,3 +156,21 @@ def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) 
     assert not (tmp_path / "model" / "tower.safetensors").exists()
     assert result.cache.trunk.shape[2] == 1 + 4  # pooled + 2x2 cells per item
 
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--manifest", "missing.jsonl"], "--manifest: missing.jsonl not found"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--tune-blocks", "-1"], "--tune-blocks must be >= 0"),
+    (["--batch-identities", "1"], "--batch-identities must be >= 2"),
+])
+def test_bad_training_flags_are_named(flags: list[str], named: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from mmsearch.cli import main
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    base = [] if flags[0] == "--manifest" else ["--manifest", str(manifest)]
+    assert main(["train", "encoder", *base, *flags, "--out", str(tmp_path / "out")]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
