@@ -53,7 +53,8 @@ class OnnxEncoder(Encoder):
             raise FileNotFoundError(
                 f"{self.export_dir} has no {precision} models: run `mmsearch export` with "
                 "train images available for calibration (data/emoji or --int8-calibration)")
-        self.manifest.verify_files(self.export_dir)
+        # hash only what this precision loads (the text model alone is ~90 MB)
+        self.manifest.verify_files(self.export_dir, (image_file, text_file, "tokenizer.json"))
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

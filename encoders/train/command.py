@@ -53,18 +53,12 @@ def read_train_items(manifests: list[Path]) -> TrainItems:
     return TrainItems(*(tuple(column) for column in zip(*rows, strict=True)))
 
 
-def _embed_clean(model: TrainableEmbedder, trunk: np.ndarray, text: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    with torch.no_grad():
-        image = torch.cat([model.image_forward(torch.from_numpy(
-            trunk[s : s + 256].astype(np.float32)))[0] for s in range(0, len(trunk), 256)])
-        return image.numpy(), model.text_forward(torch.from_numpy(text)).numpy()
-
-
 def fit_fusion(image: np.ndarray, text: np.ndarray, items: TrainItems, width: int
                ) -> tuple[FusionSpec, dict[str, float]]:
     """Pick the caption weight for stored items: image-only queries of the first group
     against fused items of the others (how users query a catalogue of fused items)."""
+    if len(set(items.groups)) < 2:  # one manifest: no second drawing to match against
+        return FusionSpec(), {}
     groups = np.asarray(items.groups)
     query_rows = np.nonzero(groups == sorted(set(items.groups))[0])[0]
     gallery_rows = np.nonzero(groups != groups[query_rows[0]])[0]
@@ -79,8 +73,6 @@ def fit_fusion(image: np.ndarray, text: np.ndarray, items: TrainItems, width: in
                                     list(labels[query_rows]), gallery,
                                     list(labels[gallery_rows]))
         scores[str(weight)] = metrics["recall@1"]
-    if len(gallery_rows) == 0:
-        return FusionSpec(), scores
     best = max(TEXT_WEIGHTS, key=lambda w: scores[str(w)])
     return FusionSpec(1.0, best), scores
 
@@ -121,7 +113,9 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
         fit_pca_head(cache.text, base.width_max),
         fit_pca_head(cells.reshape(-1, cells.shape[-1]).numpy(), base.local.dim), len(ids))
     history = train_embedder(model, cache, items.labels, base.widths, settings)
-    image, text = _embed_clean(model, cache.trunk[0], cache.text)
+    image = model.embed_trunk(cache.trunk[0]).numpy()
+    with torch.no_grad():
+        text = model.text_forward(torch.from_numpy(cache.text)).numpy()
     fusion, fusion_scores = fit_fusion(image, text, items, base.widths[-1])
     tower_state = model.tower_state()
     config = replace(base, name=name, fusion=fusion, head_kind="linear",

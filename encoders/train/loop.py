@@ -100,11 +100,7 @@ def train_embedder(model: TrainableEmbedder, cache: FeatureCache, labels: tuple[
     rng = np.random.default_rng(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     ids, members = identity_index(labels)
-    with torch.no_grad():
-        clean = torch.from_numpy(cache.trunk[0].astype(np.float32))
-        embeddings = torch.cat([model.image_forward(clean[s : s + 256])[0]
-                                for s in range(0, len(clean), 256)])
-    model.init_prototypes(embeddings, torch.from_numpy(ids))
+    model.init_prototypes(model.embed_trunk(cache.trunk[0]), torch.from_numpy(ids))
     groups = [{"params": [*model.image_head.parameters(), *model.text_head.parameters(),
                           *model.local_head.parameters(), model.prototypes],
                "lr": settings.lr_heads}]

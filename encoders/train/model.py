@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -76,6 +77,13 @@ class TrainableEmbedder(nn.Module):
     def image_forward(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled, cells = self.pooled_and_cells(trunk)
         return self.image_head(pooled), F.normalize(self.local_head(cells), dim=-1)
+
+    @torch.no_grad()
+    def embed_trunk(self, trunk: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """Image embeddings of cached (fp16) trunk outputs, in batches, without gradients."""
+        return torch.cat([self.image_forward(torch.from_numpy(
+            trunk[start : start + batch_size].astype(np.float32)))[0]
+            for start in range(0, len(trunk), batch_size)])
 
     def text_forward(self, text_features: torch.Tensor) -> torch.Tensor:
         return self.text_head(text_features)

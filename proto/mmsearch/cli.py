@@ -82,6 +82,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     config = _config(args)
     model_dir = args.model_dir or config.models.model_dir
     out = args.out or config.models.export_dir
+    if args.calibration_images < 1:
+        print("--calibration-images must be >= 1", file=sys.stderr)
+        return 2
     calibration = [] if args.no_int8 else _calibration_images(args.int8_calibration,
                                                               args.calibration_images)
     if not calibration and not args.no_int8:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,9 @@ def joined(pairs: list[tuple[Side, Side, Lists]]) -> tuple[Side, Side, Lists]:
 
 
 def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
+    if args.query_views < 0:
+        print(f"--query-views must be >= 0, got {args.query_views}", file=sys.stderr)
+        return 2
     encoder = load_encoder("onnx", export_dir=config.models.export_dir)
     data = Path(args.data)
     cache = Path(args.cache)

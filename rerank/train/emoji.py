@@ -26,9 +26,8 @@ def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Pa
     if cache is not None:
         suffix = f"-view{view}" if view else ""
         path = cache / f"{vendor}-{split}-{encoder.model_id}{suffix}.npz"
-        if path.is_file():
-            stored = np.load(path)
-            return Side(stored["vectors"], stored["local"], stored["labels"])
+        if (stored := _load(path)) is not None:
+            return stored
     records = [r for r in read_manifest(data / f"{vendor}.jsonl")
                if r.split == split and r.image]
     images: list = [str(data / r.image) for r in records]
@@ -44,6 +43,13 @@ def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Pa
     return side
 
 
+def _load(path: Path) -> Side | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return Side(stored["vectors"], stored["local"], stored["labels"])
+
+
 def _save(path: Path | None, side: Side) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,9 +61,8 @@ def encode_fused(encoder: Encoder, data: Path, vendors: tuple[str, ...], split: 
     """Both vendors' items as the sidecar stores them (image + caption fused), one side:
     queries by stored id search a gallery holding every vendor."""
     path = cache / f"fused-{split}-{encoder.model_id}.npz" if cache is not None else None
-    if path is not None and path.is_file():
-        stored = np.load(path)
-        return Side(stored["vectors"], stored["local"], stored["labels"])
+    if path is not None and (stored := _load(path)) is not None:
+        return stored
     records = [r for vendor in vendors for r in read_manifest(data / f"{vendor}.jsonl")
                if r.split == split and r.image and r.text]
     result = encoder.encode_items([str(data / r.image) for r in records],

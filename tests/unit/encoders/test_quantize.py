@@ -66,3 +66,10 @@ def test_shipped_int8_agrees_with_fp32_on_real_emoji() -> None:
     cosine = cosine_agreement(fp32.vectors, int8.vectors)
     # measured over 944 test images: min 0.984, mean 0.996 (benchmarks/results)
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.98
+
+
+def test_calibration_count_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from mmsearch.cli import main
+
+    assert main(["export", "--calibration-images", "0"]) == 2
+    assert "--calibration-images must be >= 1" in capsys.readouterr().err

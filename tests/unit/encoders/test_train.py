@@ -174,3 +174,13 @@ def test_bad_training_flags_are_named(flags: list[str], named: str, tmp_path: Pa
     assert main(["train", "encoder", *base, *flags, "--out", str(tmp_path / "out")]) == 2
     assert named in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_fusion_with_one_group_keeps_the_default() -> None:
+    """One manifest (one vendor): no second drawing to fit the caption weight against."""
+    from encoders.catalog import FusionSpec
+    from encoders.train.command import fit_fusion
+
+    items = TrainItems(("a.png", "b.png"), ("x", "y"), ("1", "2"), ("shop", "shop"))
+    vectors = np.eye(2, 8, dtype=np.float32)
+    assert fit_fusion(vectors, vectors, items, 8) == (FusionSpec(), {})
