@@ -27,17 +27,20 @@ from encoders import load_encoder  # noqa: E402
 from encoders.mrl import at_width  # noqa: E402
 from rerank.scorer import OnnxScorer  # noqa: E402
 from rerank.scorer.export import export_scorer, load_checkpoint, save_checkpoint  # noqa: E402
-from rerank.train.command import joined  # noqa: E402
-from rerank.train.emoji import encode_side  # noqa: E402
-from rerank.train.lists import Side, mine  # noqa: E402
+from rerank.train.command import joined, training_pairs  # noqa: E402
+from rerank.train.emoji import encode_fused, encode_side  # noqa: E402
+from rerank.train.lists import Side  # noqa: E402
 from rerank.train.loop import TrainSettings, train  # noqa: E402
 
 CANDIDATES, DEPTH = 200, 64
 
 
-def evaluate(queries: Side, gallery: Side, scorer: OnnxScorer | None, depth: int = DEPTH
-             ) -> tuple[dict[str, dict[str, float]], list[tuple[float, bool]]]:
+def evaluate(queries: Side, gallery: Side, scorer: OnnxScorer | None, depth: int = DEPTH,
+             by_id: bool = False) -> tuple[dict[str, dict[str, float]], list[tuple[float, bool]]]:
+    """by_id: queries are the gallery's own items (a query by stored id), self excluded."""
     coarse = at_width(queries.vectors, 64) @ at_width(gallery.vectors, 64).T
+    if by_id:
+        np.fill_diagonal(coarse, -np.inf)
     candidates = np.argsort(-coarse, axis=1)[:, :CANDIDATES]
     orders: dict[str, list[np.ndarray]] = {"ann": [], "refine": [], "rerank": []}
     calibration: list[tuple[float, bool]] = []
@@ -57,13 +60,16 @@ def evaluate(queries: Side, gallery: Side, scorer: OnnxScorer | None, depth: int
         calibration += list(zip(probs.tolist(),
                                 (gallery.labels[head] == queries.labels[i]).tolist(),
                                 strict=True))
-    return {name: metrics(queries, gallery, o) for name, o in orders.items() if o}, calibration
+    return ({name: metrics(queries, gallery, o, by_id) for name, o in orders.items() if o},
+            calibration)
 
 
-def metrics(queries: Side, gallery: Side, orders: list[np.ndarray]) -> dict[str, float]:
+def metrics(queries: Side, gallery: Side, orders: list[np.ndarray], by_id: bool = False
+            ) -> dict[str, float]:
     relevant = np.array([gallery.labels[o] == queries.labels[i] for i, o in enumerate(orders)])
     discounts = 1 / np.log2(np.arange(2, 12))
     counts = np.array([(gallery.labels == label).sum() for label in queries.labels])
+    counts -= int(by_id)  # the query itself is never a result
     ideal = np.array([discounts[: max(1, min(c, 10))].sum() for c in counts])
     r = np.maximum(counts, 1)
     ap = [(np.cumsum(rel[:k]) / np.arange(1, k + 1) * rel[:k]).sum() / k
@@ -114,22 +120,25 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mmsearch-rerank-bench-"))
     variants = {"shipped": export_scorer(args.scorer, work / "shipped")}
     settings = TrainSettings(**{k: v for k, v in meta["train"].items() if k != "progress"})
-    q, g, lists = joined([(sides[(a, "train")], sides[(b, "train")],
-                           mine(sides[(a, "train")], sides[(b, "train")], meta.get("depth", 64),
-                                True)) for a, b in (("google", "twitter"), ("twitter", "google"))])
+    # the ablations train on exactly the shipped scorer's lists
+    q, g, lists = joined(training_pairs(encoder, args.data, cache, meta.get("depth", 64),
+                                        meta.get("fused_lists", False),
+                                        meta.get("query_views", 0)))
     for name, change in (("no local features", {"use_local": False}),
                          ("no candidate attention", {"cross_attention": False})):
         model, _ = train(replace(shipped.config, **change), q, g, lists, settings)
         save_checkpoint(model, work / name, meta)
         variants[name] = export_scorer(work / name, work / f"{name}-onnx")
     rows, results = [], []
-    for a, b in (("google", "twitter"), ("twitter", "google")):
-        queries, gallery = sides[(a, "test")], sides[(b, "test")]
+    fused = encode_fused(encoder, args.data, ("google", "twitter"), "test", cache)
+    for a, b in (("google", "twitter"), ("twitter", "google"), ("by id", "fused")):
+        queries, gallery = (fused, fused) if a == "by id" else (sides[(a, "test")],
+                                                                sides[(b, "test")])
         runs = [(f"{v} chunk 16", OnnxScorer(p, 16)) for v, p in variants.items()]
         runs += [(f"shipped chunk {c}", OnnxScorer(variants["shipped"], c))
                  for c in (8, 32, DEPTH)]
         for label, scorer in runs:
-            stage_metrics, pairs = evaluate(queries, gallery, scorer)
+            stage_metrics, pairs = evaluate(queries, gallery, scorer, by_id=a == "by id")
             for stage, m in stage_metrics.items():
                 if stage != "rerank" and label != "shipped chunk 16":
                     continue
@@ -146,7 +155,11 @@ def main() -> None:
                                  [(n, s["p50_ms"], s["p99_ms"]) for n, s in speed.items()])
     intro = ("# Rerank quality and speed\n\nTest identities only; ANN = exact top-200 at "
              "width 64; refine = full-width cosine; rerank = shipped scorer on the refined "
-             f"top {DEPTH} (chunks of 16 unless stated). Scorer trained with: "
+             f"top {DEPTH} (chunks of 16 unless stated). google->twitter and twitter->google "
+             "are the issue's image-only queries against an image-only gallery; `by id->fused` "
+             "queries each stored item by its id in a gallery of both vendors' fused "
+             "(image + caption) items, self excluded, the way the sidecar and the demo "
+             "search. Scorer trained with: "
              f"`{meta.get('command', '')}` on embedder {meta.get('embedder_model_id')}.\n\n")
     write("rerank_quality", {"results": results, "speed": speed, "scorer": meta},
           intro + table + "\n\n## Rerank latency (ONNX Runtime CPU, all chunks one batch)\n\n"

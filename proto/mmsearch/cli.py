@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     reranker.add_argument("--data", type=Path, default=DATA_DIR)
     reranker.add_argument("--cache", type=Path, default=Path(".cache/features"))
     reranker.add_argument("--out", type=Path, default=Path("models/scorer"))
-    reranker.add_argument("--epochs", type=int, default=10)
+    reranker.add_argument("--epochs", type=int, default=3)
     reranker.add_argument("--pg-epochs", type=int, default=1, help="policy-gradient epochs")
     reranker.add_argument("--candidates", type=int, default=64, help="list length per query")
     reranker.add_argument("--chunk-size", type=int, default=16)

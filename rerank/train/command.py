@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders import load_encoder
+from encoders.runtimes.base import Encoder
 from mmsearch.config import Config
 from rerank.scorer.export import export_scorer, save_checkpoint
 from rerank.scorer.model import ScorerConfig
@@ -43,26 +44,33 @@ def joined(pairs: list[tuple[Side, Side, Lists]]) -> tuple[Side, Side, Lists]:
                                                         "relevant")))
 
 
+def training_pairs(encoder: Encoder, data: Path, cache: Path | None, depth: int,
+                   fused_lists: bool, query_views: int) -> list[tuple[Side, Side, Lists]]:
+    """(queries, gallery, lists) per list kind, train split. The same lists serve the
+    command and the benchmark's ablations."""
+    google = encode_side(encoder, data, "google", "train", cache)
+    twitter = encode_side(encoder, data, "twitter", "train", cache)
+    pairs = [(q, g, mine(q, g, depth, force_positive=True))
+             for q, g in ((google, twitter), (twitter, google))]
+    if fused_lists:  # by stored id in a mixed-vendor gallery of fused items
+        fused = encode_fused(encoder, data, ("google", "twitter"), "train", cache)
+        pairs.append((fused, fused, mine(fused, fused, depth, force_positive=True,
+                                         exclude_self=True)))
+    for view in range(1, query_views + 1):  # augmented queries against clean galleries
+        for vendor, gallery in (("google", twitter), ("twitter", google)):
+            queries = encode_side(encoder, data, vendor, "train", cache, view)
+            pairs.append((queries, gallery, mine(queries, gallery, depth,
+                                                 force_positive=True)))
+    return pairs
+
+
 def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
     if args.query_views < 0:
         print(f"--query-views must be >= 0, got {args.query_views}", file=sys.stderr)
         return 2
     encoder = load_encoder("onnx", export_dir=config.models.export_dir)
-    data = Path(args.data)
-    cache = Path(args.cache)
-    google = encode_side(encoder, data, "google", "train", cache)
-    twitter = encode_side(encoder, data, "twitter", "train", cache)
-    pairs = [(q, g, mine(q, g, args.candidates, force_positive=True))
-             for q, g in ((google, twitter), (twitter, google))]
-    if args.fused_lists:  # by stored id in a mixed-vendor gallery of fused items
-        fused = encode_fused(encoder, data, ("google", "twitter"), "train", cache)
-        pairs.append((fused, fused, mine(fused, fused, args.candidates, force_positive=True,
-                                         exclude_self=True)))
-    for view in range(1, args.query_views + 1):  # augmented queries against clean galleries
-        for vendor, gallery in (("google", twitter), ("twitter", google)):
-            queries = encode_side(encoder, data, vendor, "train", cache, view)
-            pairs.append((queries, gallery, mine(queries, gallery, args.candidates,
-                                                 force_positive=True)))
+    pairs = training_pairs(encoder, Path(args.data), Path(args.cache), args.candidates,
+                           args.fused_lists, args.query_views)
     queries, gallery, lists = joined(pairs)
     settings = TrainSettings(chunk_size=args.chunk_size, epochs=args.epochs,
                              pg_epochs=args.pg_epochs, seed=args.seed, progress=True)
@@ -74,6 +82,7 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
                             text=True, check=False).stdout.strip()
     info = {"embedder_model_id": encoder.model_id, "losses": losses,
             "train": vars(settings), "lists": int(len(lists.query)), "depth": args.candidates,
+            "fused_lists": args.fused_lists, "query_views": args.query_views,
             "command": "mmsearch train reranker " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
                 if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size",

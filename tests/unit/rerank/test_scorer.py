@@ -51,8 +51,26 @@ def test_training_loss_falls_in_both_stages() -> None:
     assert lists.relevant.any(axis=1).all()
     _, losses = train(CONFIG, queries, gallery, lists,
                       TrainSettings(chunk_size=8, epochs=8, pg_epochs=2, batch_lists=8))
-    assert losses[7] < 0.7 * losses[0]
+    # the logit starts from the calibrated cosine, so the first epoch is already decent
+    assert losses[7] < 0.85 * losses[0]
     assert all(np.isfinite(losses))
+
+
+def test_an_untrained_scorer_keeps_the_cosine_order() -> None:
+    """The correction starts at zero: before training, reranking never reorders refine."""
+    torch.manual_seed(0)
+    model = ListwiseScorer(CONFIG).eval()
+    queries, gallery = synthetic_sides(seed=3)
+    cands = torch.from_numpy(gallery.vectors[None, :16])
+    query = torch.from_numpy(queries.vectors[:1])
+    with torch.no_grad():
+        listwise, calibrated = model(query, torch.from_numpy(queries.local[:1]), torch.ones(1),
+                                     cands, torch.from_numpy(gallery.local[None, :16]),
+                                     torch.ones(1, 16), torch.zeros(1, 16),
+                                     torch.ones(1, 16, dtype=torch.bool))
+    cosine = (cands[0] @ query[0]).numpy()
+    assert (np.argsort(-calibrated[0].numpy()) == np.argsort(-cosine)).all()
+    assert torch.equal(listwise, calibrated)
 
 
 def feeds(scorer: OnnxScorer, count: int, seed: int = 1) -> tuple[dict, tuple]:
