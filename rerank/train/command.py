@@ -64,9 +64,24 @@ def training_pairs(encoder: Encoder, data: Path, cache: Path | None, depth: int,
     return pairs
 
 
+def check_args(args: argparse.Namespace) -> str | None:
+    """The first bad flag as a message naming it, or None."""
+    limits = {"--epochs": (args.epochs, 1), "--pg-epochs": (args.pg_epochs, 0),
+              "--chunk-size": (args.chunk_size, 1), "--candidates": (args.candidates, 1),
+              "--query-views": (args.query_views, 0)}
+    for flag, (value, least) in limits.items():
+        if value < least:
+            return f"{flag} must be >= {least}, got {value}"
+    if args.candidates % args.chunk_size:  # lists are cut into whole chunks
+        return (f"--candidates ({args.candidates}) must be a multiple of --chunk-size "
+                f"({args.chunk_size})")
+    return None
+
+
 def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
-    if args.query_views < 0:
-        print(f"--query-views must be >= 0, got {args.query_views}", file=sys.stderr)
+    problem = check_args(args)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     encoder = load_encoder("onnx", export_dir=config.models.export_dir)
     pairs = training_pairs(encoder, Path(args.data), Path(args.cache), args.candidates,

@@ -172,3 +172,19 @@ def test_lists_by_stored_id_never_list_the_query_itself() -> None:
                                            strict=True):
         assert query not in candidates
         assert relevant.sum() == 1  # the other item of the identity, forced in if needed
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--pg-epochs", "-1"], "--pg-epochs must be >= 0"),
+    (["--chunk-size", "0"], "--chunk-size must be >= 1"),
+    (["--query-views", "-1"], "--query-views must be >= 0"),
+    (["--candidates", "40", "--chunk-size", "16"], "multiple of --chunk-size"),
+])
+def test_bad_reranker_flags_are_named(flags: list[str], named: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from mmsearch.cli import main
+
+    assert main(["train", "reranker", *flags, "--out", str(tmp_path / "out")]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
