@@ -102,7 +102,18 @@ def latency_section(data: dict[str, Any]) -> str:
             + f"\n\nLoad: {load_['requests']} requests, {load_['errors']} errors, "
             f"{load_['qps']:.1f} QPS, p50 {load_['p50_ms']:.0f} ms, p99 {load_['p99_ms']:.0f} "
             f"ms, RSS {load_['rss_start_mb']:.0f} -> {load_['rss_end_mb']:.0f} MB.\n\n"
-            "![latency histogram](latency_histogram.png)\n")
+            + shed_line(data.get("load_default_cap"))
+            + "![latency histogram](latency_histogram.png)\n")
+
+
+def shed_line(shed: dict[str, Any] | None) -> str:
+    if not shed:
+        return ""
+    return (f"At the default in-flight cap (32): {shed['requests']} answered "
+            f"({shed['qps']:.1f} QPS, p50 {shed['p50_ms']:.0f} ms, p99 {shed['p99_ms']:.0f} ms), "
+            f"{shed['shed']} shed with RESOURCE_EXHAUSTED (reply p50 "
+            f"{shed['shed_p50_ms'] or 0:.1f} ms), {shed['errors'] - shed['shed']} other "
+            "errors.\n\n")
 
 
 def funnel_section(faiss: dict[str, Any] | None, milvus: dict[str, Any] | None) -> str:

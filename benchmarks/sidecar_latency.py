@@ -1,5 +1,8 @@
 """Sidecar latency: gRPC end to end vs the in-process pipeline (same queries, same run),
-and a load test: N concurrent clients for S seconds against the real server on 127.0.0.1.
+and a load test: N concurrent clients for S seconds against the real server on 127.0.0.1,
+twice: with the in-flight cap above N (every request queues for CPU: throughput and tail
+latency) and with the default cap (limits.max_concurrency 32): past the cap requests are
+shed with RESOURCE_EXHAUSTED, and the table shows how fast that answer comes back.
 
 Setup: the test split of both emoji vendors ingested into a temporary Milvus Lite base.
 Queries: by stored id (no encoding: isolates the gRPC overhead) and by text.
@@ -20,6 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
+
+BACKOFF_S = 0.05
 
 
 def rss_mb() -> float:
@@ -57,13 +62,12 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     from mmsearch.v1 import search_pb2_grpc
     from plugin.commands import cmd_ingest
     from rerank.pipeline import SearchParams, SearchQuery
-    from rerank.server import Sidecar, build_server
+    from rerank.server import ServerSettings, Sidecar, build_server
     from rerank.service import build_pipeline, server_settings
 
     work = Path(tempfile.mkdtemp(prefix="mmsearch-sidecar-bench-"))
     overrides = {"milvus": {"uri": str(work / "bench.db")}, "state_dir": str(work / "state"),
-                 "limits": {"max_concurrency": args.clients + 8}, "base": "bench",
-                 "server": {"workers": args.clients + 8}}
+                 "limits": {"max_concurrency": args.clients + 8}, "base": "bench"}
     config = load_config(None, overrides=overrides)
     manifest = test_manifest(args.data, work)
     ingest_args = argparse.Namespace(base=None, state_dir=None, batch_size=None, shard="0/1",
@@ -96,6 +100,11 @@ def main() -> None:  # noqa: PLR0915 - a linear script
         timings[kind] = {"in-process": local, "grpc": remote}
     load = run_load(port, ids, args.clients, args.load_seconds)
     server.stop(2)
+    capped = ServerSettings("127.0.0.1:0")  # the default in-flight cap
+    server, port, _ = build_server(Sidecar(pipeline, capped), probe=lambda: True)
+    server.start()
+    shed = run_load(port, ids, args.clients, args.load_seconds)
+    server.stop(2)
     channel.close()
     shutil.rmtree(work, ignore_errors=True)
     manifest.unlink()
@@ -106,16 +115,24 @@ def main() -> None:  # noqa: PLR0915 - a linear script
                      a["p99_ms"], b["p99_ms"]))
     table = markdown_table(("queries", "in-process p50 ms", "gRPC p50 ms", "gRPC overhead ms",
                             "in-process p99 ms", "gRPC p99 ms"), rows)
-    load_table = markdown_table(("clients", "seconds", "requests", "errors", "QPS", "p50 ms",
-                                 "p99 ms", "RSS start MB", "RSS end MB"),
-                                [(args.clients, args.load_seconds, load["requests"],
-                                  load["errors"], load["qps"], load["p50_ms"], load["p99_ms"],
-                                  load["rss_start_mb"], load["rss_end_mb"])])
+    load_table = markdown_table(
+        ("in-flight cap", "clients", "seconds", "answered", "QPS", "p50 ms", "p99 ms",
+         "shed (RESOURCE_EXHAUSTED)", "shed reply p50 ms", "other errors", "RSS start MB",
+         "RSS end MB"),
+        [(cap, args.clients, args.load_seconds, r["requests"], r["qps"], r["p50_ms"],
+          r["p99_ms"], r["shed"], r["shed_p50_ms"], r["errors"] - r["shed"], r["rss_start_mb"],
+          r["rss_end_mb"]) for cap, r in ((args.clients + 8, load),
+                                          (capped.max_concurrency, shed))])
     intro = ("# Sidecar latency\n\nTest split of both emoji vendors (3,712 items) in Milvus "
              "Lite; top_k 10, 200 candidates, rerank on (shipped scorer). Same queries through "
-             "the in-process pipeline and through gRPC on 127.0.0.1.\n\n")
+             "the in-process pipeline and through gRPC on 127.0.0.1. Load: every client sends its "
+             "next query as soon as the last one returns (50 ms back-off after a shed "
+             "reply), once with the in-flight cap above the client count and once with the "
+             "default cap of 32; the shed reply's latency is what it costs a client to learn "
+             "it should go elsewhere, on 2 cores that are already saturated.\n\n")
     write("sidecar_latency", {"timings": {k: {m: percentiles(v) for m, v in p.items()}
-                                          for k, p in timings.items()}, "load": load},
+                                          for k, p in timings.items()}, "load": load,
+                             "load_default_cap": shed},
           intro + table + "\n\n## Load\n\n" + load_table + "\n\n![latency](sidecar_latency.png)")
     plot(timings, load)
     print(intro + table + "\n\n" + load_table)
@@ -129,6 +146,7 @@ def run_load(port: int, ids: list[str], clients: int, seconds: float) -> dict:
 
     latencies: list[float] = []
     errors: list[str] = []
+    shed_ms: list[float] = []
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
     rss_start = rss_mb()
@@ -138,7 +156,7 @@ def run_load(port: int, ids: list[str], clients: int, seconds: float) -> dict:
             stub = search_pb2_grpc.SearchServiceStub(channel)
             i = n
             while time.perf_counter() < stop_at:
-                started = time.perf_counter()
+                started, shed = time.perf_counter(), False
                 try:
                     stub.Search(pb.SearchRequest(base="bench", top_k=10, query=pb.Query(
                         id=ids[i % len(ids)])), timeout=30)
@@ -147,6 +165,11 @@ def run_load(port: int, ids: list[str], clients: int, seconds: float) -> dict:
                 except grpc.RpcError as exc:
                     with lock:
                         errors.append(exc.code().name)
+                        shed = exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                        if shed:
+                            shed_ms.append((time.perf_counter() - started) * 1000)
+                    if shed:  # a well-behaved client backs off before trying again
+                        time.sleep(BACKOFF_S)
                 i += clients
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -157,6 +180,8 @@ def run_load(port: int, ids: list[str], clients: int, seconds: float) -> dict:
         thread.join()
     elapsed = time.perf_counter() - started
     return {"requests": len(latencies), "errors": len(errors), "error_codes": sorted(set(errors)),
+            "shed": len(shed_ms),
+            "shed_p50_ms": float(np.percentile(shed_ms, 50)) if shed_ms else None,
             "qps": len(latencies) / elapsed, **percentiles(latencies),
             "rss_start_mb": rss_start, "rss_end_mb": rss_mb(), "latencies_ms": latencies}
 

@@ -34,6 +34,7 @@ from rerank.pipeline import SearchPipeline
 
 log = logging.getLogger(__name__)
 SERVICES = ("mmsearch.v1.SearchService", "mmsearch.v1.RerankService", "mmsearch.v1.InfoService")
+SPARE_THREADS = 4  # health, reflection and fast RESOURCE_EXHAUSTED replies past the cap
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,6 @@ class ServerSettings:
     address: str = "127.0.0.1:50051"
     max_message_bytes: int = 16 * 1024 * 1024
     max_concurrency: int = 32
-    workers: int = 16
     chunk_size: int = 16
     token: str | None = None
     tls_cert: bytes | None = None
@@ -197,8 +197,12 @@ def build_server(sidecar: Sidecar, probe: Callable[[], bool]) -> tuple[grpc.Serv
     settings = sidecar.settings
     options = [("grpc.max_receive_message_length", settings.max_message_bytes),
                ("grpc.max_send_message_length", settings.max_message_bytes)]
-    server = grpc.server(ThreadPoolExecutor(max_workers=settings.workers,
-                                            thread_name_prefix="rpc"), options=options)
+    # Threads beyond the in-flight cap: with no more threads than the cap, a request past
+    # it would wait in the executor's queue, unseen by the guard, instead of getting
+    # RESOURCE_EXHAUSTED; the spares also keep health checks answering under overload.
+    threads = settings.max_concurrency + SPARE_THREADS
+    server = grpc.server(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
+                         options=options)
     server.add_generic_rpc_handlers(sidecar.handlers())
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

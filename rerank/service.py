@@ -55,5 +55,5 @@ def server_settings(config: Config, address: str | None = None) -> ServerSetting
     cert = Path(server.tls_cert).read_bytes() if server.tls_cert else None
     key = Path(server.tls_key).read_bytes() if server.tls_key else None
     return ServerSettings(address or server.address, config.limits.max_message_bytes,
-                          config.limits.max_concurrency, server.workers, server.chunk_size,
+                          config.limits.max_concurrency, server.chunk_size,
                           token, cert, key)

@@ -68,7 +68,6 @@ class ServerConfig:
     address: str = "127.0.0.1:50051"
     chunk_size: int = 16
     coarse_width: int = 64
-    workers: int = 16
     token_file: str | None = None  # bearer token clients must send (authorization metadata)
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -91,6 +90,10 @@ class Config:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+# keys that once existed: a clear error instead of "unknown key"
+_REMOVED = {"server.workers": "removed: the sidecar sizes its thread pool from "
+                              "limits.max_concurrency (requests past it get RESOURCE_EXHAUSTED); "
+                              "set that instead"}
 _SECTIONS = {"milvus": MilvusConfig, "models": ModelsConfig, "server": ServerConfig,
              "limits": LimitsConfig}
 
@@ -127,6 +130,9 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     known = {f.name: f for f in fields(cls)}
+    for name in data:
+        if f"{prefix}{name}" in _REMOVED:
+            raise ConfigError(f"{prefix}{name}", _REMOVED[f"{prefix}{name}"])
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key (known: {sorted(known)})")

@@ -48,7 +48,7 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                                 ("rerank", None, with_scorer),
                                 ("slow", None, replace_scorer(pipeline, NeverInTime(scorer)))):
         settings = ServerSettings("127.0.0.1:0", max_message_bytes=2 * 1024 * 1024,
-                                  token=token, workers=8)
+                                  token=token)
         server, port, health = build_server(Sidecar(served, settings),
                                             probe=lambda: milvus.client is not None)
         server.start()

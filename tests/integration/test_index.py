@@ -157,7 +157,7 @@ def sidecar_for(lite: dict) -> tuple[grpc.Server, int]:
                               Limits(max_top_k=20, max_candidates=50, default_candidates=30),
                               coarse_width=16)
     server, port, _health = build_server(Sidecar(pipeline, ServerSettings(
-        "127.0.0.1:0", workers=4)), probe=lambda: True)
+        "127.0.0.1:0")), probe=lambda: True)
     server.start()
     return server, port
 

@@ -37,6 +37,7 @@ def test_file_then_env_then_overrides(tmp_path: Path) -> None:
     ("models:\n  runtime: tvm\n", {}, "models.runtime"),
     ("milvus: 3\n", {}, "milvus"),
     ("- a\n", {}, "--config"),
+    ("server:\n  workers: 8\n", {}, "server.workers"),
 ])
 def test_errors_name_the_key(tmp_path: Path, yaml_text: str, env: dict, key: str) -> None:
     path = tmp_path / "c.yaml"
@@ -45,6 +46,11 @@ def test_errors_name_the_key(tmp_path: Path, yaml_text: str, env: dict, key: str
         load_config(path, environ=env)
     assert err.value.key == key
     assert f"'{key}'" in str(err.value)
+
+
+def test_a_removed_key_says_what_replaces_it() -> None:
+    with pytest.raises(ConfigError, match="limits.max_concurrency"):
+        load_config(None, environ={"MMSEARCH_SERVER__WORKERS": "8"})
 
 
 def test_token_from_file_or_env_is_never_in_repr(tmp_path: Path) -> None:

@@ -1,0 +1,68 @@
+"""Overload on a real server on 127.0.0.1: past `max_concurrency` requests in flight a
+request gets RESOURCE_EXHAUSTED at once (not a place in an unbounded queue), health keeps
+answering, and the held requests still finish."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mmsearch.v1 import search_pb2 as pb
+from mmsearch.v1 import search_pb2_grpc
+from rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
+from rerank.server import ServerSettings, Sidecar, build_server
+from tests.integration.sidecar_stack import call_code
+
+
+class HeldSearches:
+    """The stack's real pipeline, except that each search first waits at a gate: the test
+    decides how long requests stay in flight."""
+
+    def __init__(self, pipeline: SearchPipeline) -> None:
+        self.inner = pipeline
+        self.gate = threading.Event()
+        self.arrived = threading.Semaphore(0)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def search(self, query: SearchQuery, params: SearchParams) -> SearchResult:
+        self.arrived.release()
+        self.gate.wait(60)
+        return self.inner.search(query, params)
+
+
+def test_past_max_concurrency_requests_are_shed_and_health_answers(stack: dict) -> None:
+    held = HeldSearches(stack["pipeline"])
+    settings = ServerSettings("127.0.0.1:0")  # the default cap, as a user runs it
+    server, port, health = build_server(Sidecar(held, settings), probe=lambda: True)
+    server.start()
+    health.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        search = search_pb2_grpc.SearchServiceStub(channel)
+        request = pb.SearchRequest(base="items", top_k=3, query=pb.Query(text="red face"))
+        in_flight = [search.Search.future(request, timeout=60)
+                     for _ in range(settings.max_concurrency)]
+        for n in range(settings.max_concurrency):  # every one of them reached the pipeline
+            assert held.arrived.acquire(timeout=20), f"only {n} requests got a thread"
+        # one more: shed at once (a queued request would run out its 5 s deadline instead)
+        code, details = call_code(search.Search, request, timeout=5)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
+        assert str(settings.max_concurrency) in details
+        checker = health_pb2_grpc.HealthStub(channel)
+        deadline, status = time.time() + 10, None
+        while time.time() < deadline and status != health_pb2.HealthCheckResponse.SERVING:
+            status = checker.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        held.gate.set()
+        assert all(len(f.result().hits) == 3 for f in in_flight)
+        assert len(search.Search(request, timeout=30).hits) == 3  # slots were given back
+    finally:
+        held.gate.set()
+        channel.close()
+        health.stop()
+        server.stop(0)
