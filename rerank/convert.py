@@ -8,6 +8,8 @@ from mmsearch.v1 import search_pb2 as pb
 from rerank.errors import ValidationError
 from rerank.pipeline import Hit, SearchParams, SearchQuery, SearchResult
 
+# grpcio reports "no deadline" as ~9.2e18 s remaining, not None
+NO_GRPC_DEADLINE_S = 1e9
 DEGRADED = {"rerank_deadline": pb.DEGRADED_REASON_RERANK_DEADLINE}
 
 
@@ -19,14 +21,22 @@ def query_from_pb(query: pb.Query) -> SearchQuery:
     )
 
 
-def deadline_from(request_ms: int | None, grpc_remaining_s: float | None) -> float | None:
-    """The earlier of the request's own budget and the gRPC deadline, as monotonic time."""
+def deadline_from(request_ms: int | None, grpc_remaining_s: float | None,
+                  default_ms: int | None) -> float | None:
+    """The earlier of the request's own budget and the gRPC deadline, as monotonic time;
+    the server's default budget (limits.deadline_ms) only when the client set neither, so
+    a client that asks for longer gets it and one that forgot cannot hold a slot forever."""
+    if grpc_remaining_s is not None and grpc_remaining_s > NO_GRPC_DEADLINE_S:
+        grpc_remaining_s = None
     budgets = [s for s in (None if request_ms is None else request_ms / 1000, grpc_remaining_s)
                if s is not None]
+    if not budgets and default_ms is not None:
+        budgets = [default_ms / 1000]
     return time.monotonic() + min(budgets) if budgets else None
 
 
-def params_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None) -> SearchParams:
+def params_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None,
+                   default_deadline_ms: int | None = None) -> SearchParams:
     options = request.options
     if request.HasField("deadline_ms") and request.deadline_ms == 0:
         raise ValidationError("must be positive when set", "deadline_ms")
@@ -38,7 +48,7 @@ def params_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None) ->
         rerank=options.rerank if options.HasField("rerank") else None,
         include_self=options.include_self,
         deadline=deadline_from(request.deadline_ms if request.HasField("deadline_ms") else None,
-                               grpc_remaining_s),
+                               grpc_remaining_s, default_deadline_ms),
     )
 
 

@@ -17,7 +17,8 @@ from rerank.pipeline import SearchPipeline
 
 
 def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,
-                   grpc_remaining_s: float | None) -> pb.RerankResponse:
+                   grpc_remaining_s: float | None, default_deadline_ms: int | None = None
+                   ) -> pb.RerankResponse:
     started = time.perf_counter()
     if not request.HasField("query"):
         raise ValidationError("required", "query")
@@ -29,7 +30,7 @@ def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,
                               f"{pipeline.limits.max_candidates}", "candidates")
     if request.top_k < 0 or request.top_k > pipeline.limits.max_top_k:
         raise ValidationError(f"must be in 0..{pipeline.limits.max_top_k}", "top_k")
-    deadline = deadline_from(None, grpc_remaining_s)
+    deadline = deadline_from(None, grpc_remaining_s, default_deadline_ms)
     width = pipeline.encoder.config.width_max
     by_id = [c.id for c in candidates if c.WhichOneof("source") == "id"]
     query = query_from_pb(request.query)

@@ -43,6 +43,7 @@ class ServerSettings:
     max_message_bytes: int = 16 * 1024 * 1024
     max_concurrency: int = 32
     chunk_size: int = 16
+    default_deadline_ms: int | None = None  # for requests with no deadline of their own
     token: str | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
@@ -121,7 +122,8 @@ class Sidecar:
                ) -> pb.SearchResponse:
         if not request.HasField("query"):
             raise ValidationError("required", "query")
-        params = params_from_pb(request, context.time_remaining())
+        params = params_from_pb(request, context.time_remaining(),
+                                self.settings.default_deadline_ms)
         result = self.pipeline.search(query_from_pb(request.query), params)
         if self.metrics:
             self.metrics.observe_search(result.timings_ms, result.candidates,
@@ -132,7 +134,8 @@ class Sidecar:
                ) -> pb.RerankResponse:
         from rerank.rerank_rpc import rerank_request
 
-        return rerank_request(self.pipeline, request, context.time_remaining())
+        return rerank_request(self.pipeline, request, context.time_remaining(),
+                              self.settings.default_deadline_ms)
 
     def info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoResponse:
         pipeline, encoder = self.pipeline, self.pipeline.encoder

@@ -54,6 +54,9 @@ def server_settings(config: Config, address: str | None = None) -> ServerSetting
     token = Path(server.token_file).read_text().strip() if server.token_file else None
     cert = Path(server.tls_cert).read_bytes() if server.tls_cert else None
     key = Path(server.tls_key).read_bytes() if server.tls_key else None
-    return ServerSettings(address or server.address, config.limits.max_message_bytes,
-                          config.limits.max_concurrency, server.chunk_size,
-                          token, cert, key)
+    return ServerSettings(address or server.address,
+                          max_message_bytes=config.limits.max_message_bytes,
+                          max_concurrency=config.limits.max_concurrency,
+                          chunk_size=server.chunk_size,
+                          default_deadline_ms=config.limits.deadline_ms,
+                          token=token, tls_cert=cert, tls_key=key)

@@ -155,6 +155,26 @@ def test_deadline_already_past(stack: dict) -> None:
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+def test_server_default_deadline_applies_only_without_a_client_deadline(stack: dict) -> None:
+    # a 1 ms server budget: any Milvus round trip outlives it, so a request that brings no
+    # deadline of its own is cut at the next stage; one that brings its own is not
+    settings = ServerSettings("127.0.0.1:0", default_deadline_ms=1)
+    server, port, _health = build_server(Sidecar(stack["pipeline"], settings),
+                                         probe=lambda: True)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            search = search_pb2_grpc.SearchServiceStub(channel)
+            request = pb.SearchRequest(base="items", top_k=3, query=pb.Query(id="item-1"))
+            code, details = call_code(search.Search, request, timeout=None)
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED, details
+            assert len(search.Search(request, timeout=30).hits) == 3  # gRPC deadline
+            request.deadline_ms = 30_000
+            assert len(search.Search(request).hits) == 3  # the request's own budget
+    finally:
+        server.stop(0)
+
+
 def test_rerank_validates_then_needs_a_scorer(stack: dict) -> None:
     rerank = search_pb2_grpc.RerankServiceStub(stack["channel"])
     wrong_dim = pb.RerankRequest(query=pb.Query(text="red"), candidates=[
