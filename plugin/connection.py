@@ -115,7 +115,9 @@ class Retrying:
                 self.client = client
             return self.client
 
-    def call(self, what: str, fn: Callable[[Any], T]) -> T:
+    def call(self, what: str, fn: Callable[[Any], T], deadline: float | None = None) -> T:
+        """deadline (time.monotonic()): no retry sleeps past it, so a request that has a
+        deadline gets UNAVAILABLE inside it rather than after the whole backoff."""
         delay = self.base_delay
         for attempt in range(1, self.attempts + 1):
             try:
@@ -123,6 +125,11 @@ class Retrying:
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    self.client = None
+                    raise MilvusUnavailableError(
+                        f"Milvus at {self.target.describe()} unavailable during {what} "
+                        f"({attempt} attempts before the request's deadline): {exc}") from None
                 if attempt == self.attempts:
                     raise MilvusUnavailableError(
                         f"Milvus at {self.target.describe()} unavailable during {what} after "
@@ -137,3 +144,14 @@ class Retrying:
                 delay = min(delay * 2, self.max_delay)
                 self.client = None
         raise AssertionError("unreachable")
+
+    def probe(self, fn: Callable[[Any], object]) -> bool:
+        """One attempt, no retries: a health check must answer now, not after the backoff."""
+        try:
+            fn(self._current())
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self.client = None
+            return False
+        return True

@@ -32,8 +32,8 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         log.info("Prometheus metrics on http://%s:%d/metrics", config.server.metrics_address,
                  config.server.metrics_port)
     sidecar = Sidecar(pipeline, server_settings(config, args.address), metrics)
-    server, port, health = build_server(sidecar, probe=lambda: pipeline.milvus.call(
-        "health", lambda c: c.list_collections()) is not None)
+    server, port, health = build_server(sidecar, probe=lambda: pipeline.milvus.probe(
+        lambda c: c.list_collections()))
     server.start()
     health.start()
     log.info("serving mmsearch.v1 on %s (port %d); %s", sidecar.settings.address, port,

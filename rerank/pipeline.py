@@ -128,13 +128,13 @@ class SearchPipeline:
             raise PreconditionError("no scorer is loaded on this server", "options.rerank")
         return layout, width, candidates, rerank
 
-    def verify_base(self, layout: Layout) -> None:
+    def verify_base(self, layout: Layout, deadline: float | None = None) -> None:
         """The base exists, was built with this model and is loaded (re-checked every 5 s)."""
         if time.monotonic() - self._verified.get(layout.base, -1e9) < 5.0:
             return
         alias = layout.alias(layout.full_width)
         description = self.milvus.call("describe", lambda c: c.describe_collection(alias)
-                                       if c.has_collection(alias) else None)
+                                       if c.has_collection(alias) else None, deadline)
         if description is None:
             raise NotFoundError(f"base {layout.base!r} not found (no collection {alias})",
                                 "base")
@@ -144,12 +144,12 @@ class SearchPipeline:
                                      f"this server runs {self.encoder.model_id}")
         # a restarted Milvus Lite (or a DBA's release) leaves collections released
         self.milvus.call("load", lambda c: [ensure_loaded(c, layout.alias(w))
-                                            for w in layout.widths])
+                                            for w in layout.widths], deadline)
         self._verified[layout.base] = time.monotonic()
 
     # -- stages ---------------------------------------------------------------------
-    def query_vector(self, query: SearchQuery, layout: Layout | None, notes: list[str]
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    def query_vector(self, query: SearchQuery, layout: Layout | None, notes: list[str],
+                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Full-width unit vector (+ local features) of a query; a query by id reads the
         stored item from `layout`'s full-width collection."""
         if query.id is not None:
@@ -157,7 +157,7 @@ class SearchPipeline:
                 raise ValidationError("give either an id or image/text, not both", "query")
             if layout is None:
                 raise ValidationError("required for a query by id", "base")
-            rows = self.fetch(layout, [query.id])
+            rows = self.fetch(layout, [query.id], deadline)
             if not rows:
                 raise NotFoundError(f"no item {query.id!r} in base {layout.base!r}", "query.id")
             row = rows[query.id]
@@ -174,14 +174,14 @@ class SearchPipeline:
         local = result.local[0] if result.has_local[0] else None
         return result.at_width(self.encoder.config.width_max)[0], local
 
-    def _ann(self, layout: Layout, width: int, vector: np.ndarray, limit: int, expr: str
-             ) -> list[dict[str, Any]]:
+    def _ann(self, layout: Layout, width: int, vector: np.ndarray, limit: int, expr: str,
+             deadline: float | None) -> list[dict[str, Any]]:
         alias = layout.alias(width)
         data = [at_width(vector, width).tolist()]
         try:
             hits = self.milvus.call("ann", lambda c: c.search(
                 alias, data=data, limit=limit, filter=expr, output_fields=["label"],
-                search_params=search_params_for(self.specs[width], limit)))
+                search_params=search_params_for(self.specs[width], limit)), deadline)
         except Exception as exc:
             if expr and not is_unavailable(exc):
                 raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None
@@ -189,11 +189,13 @@ class SearchPipeline:
         return [{"id": h["id"], "ann": float(h["distance"]),
                  "label": h.get("entity", {}).get("label")} for h in hits[0]]
 
-    def fetch(self, layout: Layout, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def fetch(self, layout: Layout, ids: list[str], deadline: float | None = None
+              ) -> dict[str, dict[str, Any]]:
         alias = layout.alias(layout.full_width)
         expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
         rows = self.milvus.call("fetch", lambda c: c.query(
-            alias, filter=expression, output_fields=["id", "vector", "local", "label"]))
+            alias, filter=expression, output_fields=["id", "vector", "local", "label"]),
+            deadline)
         return {row["id"]: row for row in rows}
 
     # -- the whole request ------------------------------------------------------------
@@ -203,19 +205,21 @@ class SearchPipeline:
         result = SearchResult(hits=[])
         timed = _Timer(result.timings_ms, params.deadline)
         timed.check("encode")
-        self.verify_base(layout)
+        self.verify_base(layout, params.deadline)
         with timed("encode"):
-            vector, query_local = self.query_vector(query, layout, result.notes)
+            vector, query_local = self.query_vector(query, layout, result.notes,
+                                                    params.deadline)
         skip_self = query.id is not None and not params.include_self
         with timed("ann"):
-            found = self._ann(layout, width, vector, candidates + int(skip_self), params.filter)
+            found = self._ann(layout, width, vector, candidates + int(skip_self), params.filter,
+                              params.deadline)
         hits = [Hit(f["id"], f["ann"], f["label"], f["ann"]) for f in found
                 if not (skip_self and f["id"] == query.id)][:candidates]
         result.candidates = len(hits)
         if hits and (params.refine or rerank):
             timed.check("refine")
             with timed("fetch" if not params.refine else "refine"):
-                rows = self.fetch(layout, [h.id for h in hits])
+                rows = self.fetch(layout, [h.id for h in hits], params.deadline)
                 hits = [h for h in hits if h.id in rows]  # deleted since the ANN: dropped
                 unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32))
                         for h in hits}

@@ -40,12 +40,12 @@ def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,
             raise ValidationError("required when the query or a candidate is given by id",
                                   "base")
         layout = pipeline.layout(request.base)
-        pipeline.verify_base(layout)
-    rows: dict[str, Any] = pipeline.fetch(layout, by_id) if by_id and layout else {}
+        pipeline.verify_base(layout, deadline)
+    rows: dict[str, Any] = pipeline.fetch(layout, by_id, deadline) if by_id and layout else {}
     notes: list[str] = []
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    vector, query_local = pipeline.query_vector(query, layout, notes)
+    vector, query_local = pipeline.query_vector(query, layout, notes, deadline)
     timings["encode"] = (time.perf_counter() - t0) * 1000
     vectors, locals_, has_local = _candidate_arrays(candidates, rows, width, pipeline)
     first = np.asarray([c.first_stage_score if c.HasField("first_stage_score")

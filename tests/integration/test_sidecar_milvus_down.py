@@ -1,0 +1,99 @@
+"""The sidecar over a real `milvus-lite server` process that is killed and started again:
+health follows Milvus (SERVING -> NOT_SERVING -> SERVING) and a search while Milvus is down
+gets UNAVAILABLE inside its deadline, not after the whole retry backoff."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from encoders import load_encoder
+from mmsearch.demo import free_port
+from mmsearch.v1 import search_pb2 as pb
+from mmsearch.v1 import search_pb2_grpc
+from plugin.connection import MilvusTarget, Retrying
+from plugin.index_spec import specs_for
+from plugin.schema import Layout
+from plugin.sources import open_source
+from plugin.worker import IngestOptions, IngestWorker
+from rerank.pipeline import Limits, SearchPipeline
+from rerank.server import ServerSettings, Sidecar, build_server
+from tests.integration.conftest import write_items
+from tests.integration.sidecar_stack import call_code
+from tests.integration.test_worker_processes import start_lite_server
+
+WIDTHS = (8, 16, 32)
+SERVING, NOT_SERVING = (health_pb2.HealthCheckResponse.SERVING,
+                        health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+def wait_for(check: object, want: object, seconds: float = 30) -> object:
+    deadline, got = time.time() + seconds, None
+    while time.time() < deadline:
+        got = check()
+        if got == want:
+            break
+        time.sleep(0.2)
+    return got
+
+
+def test_health_follows_milvus_and_search_fails_fast_while_it_is_down(
+        models_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    uri, data_dir = f"http://127.0.0.1:{port}", tmp_path / "lite"
+    lite = start_lite_server(data_dir, port)
+    server = None
+    try:
+        encoder = load_encoder("onnx", export_dir=models_dir / "export" / "tiny")
+        milvus = Retrying(MilvusTarget(uri))
+        options = IngestOptions(Layout("items", WIDTHS), specs_for(WIDTHS, {}),
+                                tmp_path / "state", batch_size=16, progress=False)
+        IngestWorker(encoder, milvus, options).run(open_source(write_items(tmp_path / "d", 20)))
+        pipeline = SearchPipeline(encoder, milvus, WIDTHS, specs_for(WIDTHS, {}),
+                                  Limits(max_top_k=20, max_candidates=50, default_candidates=20),
+                                  coarse_width=16)
+        server, grpc_port, health = build_server(
+            Sidecar(pipeline, ServerSettings("127.0.0.1:0")),
+            probe=lambda: milvus.probe(lambda c: c.list_collections()))
+        health.interval_s = 0.2
+        server.start()
+        health.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        search = search_pb2_grpc.SearchServiceStub(channel)
+        checker = health_pb2_grpc.HealthStub(channel)
+
+        def status() -> int:
+            return checker.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+
+        request = pb.SearchRequest(base="items", top_k=3, query=pb.Query(text="red face"),
+                                   deadline_ms=3000)
+        assert wait_for(status, SERVING) == SERVING
+        assert len(search.Search(request, timeout=30).hits) == 3
+
+        lite.send_signal(signal.SIGKILL)
+        lite.wait()
+        assert wait_for(status, NOT_SERVING) == NOT_SERVING
+        # 3 s budget, 10 s gRPC deadline: the retries stop at the budget and say why
+        code, details = call_code(search.Search, request, timeout=10)
+        assert code == grpc.StatusCode.UNAVAILABLE, details
+
+        lite = start_lite_server(data_dir, port)
+        assert wait_for(status, SERVING, 60) == SERVING
+
+        def hits() -> int:
+            try:
+                return len(search.Search(request, timeout=30).hits)
+            except grpc.RpcError:
+                return -1  # collections still loading after the restart
+        assert wait_for(hits, 3, 60) == 3
+        channel.close()
+        health.stop()
+    finally:
+        if server is not None:
+            server.stop(0)
+        lite.kill()
+        lite.wait()
