@@ -27,6 +27,10 @@ const v1 = grpc.loadPackageDefinition(definition).mmsearch.v1;
 const healthDefinition = protoLoader.loadSync(path.join(__dirname, 'health.proto'),
   { enums: String });
 const health = grpc.loadPackageDefinition(healthDefinition).grpc.health.v1;
+// retry UNAVAILABLE and RESOURCE_EXHAUSTED with backoff: the policy the README recommends
+const CHANNEL_OPTIONS = {
+  'grpc.service_config': fs.readFileSync(path.join(__dirname, '..', 'service_config.json'), 'utf8'),
+};
 
 function call(client, method, request, metadata) {
   return new Promise((resolve, reject) => {
@@ -40,26 +44,26 @@ async function main() {
   const credentials = grpc.credentials.createInsecure();
   const metadata = new grpc.Metadata();
   if (args.token) metadata.add('authorization', `Bearer ${args.token}`);
-  const info = await call(new v1.InfoService(args.address, credentials), 'Info', {}, metadata);
-  const status = await call(new health.Health(args.address, credentials), 'Check',
+  const info = await call(new v1.InfoService(args.address, credentials, CHANNEL_OPTIONS), 'Info', {}, metadata);
+  const status = await call(new health.Health(args.address, credentials, CHANNEL_OPTIONS), 'Check',
     { service: '' }, new grpc.Metadata());
   const query = {};
   if (args.text) query.text = args.text;
   if (args.image) query.image = fs.readFileSync(args.image);
   if (args.id) query.id = args.id;
-  const search = await call(new v1.SearchService(args.address, credentials), 'Search',
+  const search = await call(new v1.SearchService(args.address, credentials, CHANNEL_OPTIONS), 'Search',
     { base: args.base, top_k: args.topK, query }, metadata);
   const hits = search.hits.map((h) => ({ id: h.id, score: h.score, stages: h.stages }));
   let rerank = null;
   if (info.scorer) {
     const candidates = search.hits.map((h) => ({ id: h.id }));
-    const reply = await call(new v1.RerankService(args.address, credentials), 'Rerank',
+    const reply = await call(new v1.RerankService(args.address, credentials, CHANNEL_OPTIONS), 'Rerank',
       { base: args.base, query, candidates, top_k: 0 }, metadata);
     rerank = reply.results.map((r) => ({ index: r.index, id: r.id, score: r.score }));
   }
   let badRequest = null;  // how a validation error looks from Node
   try {
-    await call(new v1.SearchService(args.address, credentials), 'Search',
+    await call(new v1.SearchService(args.address, credentials, CHANNEL_OPTIONS), 'Search',
       { base: args.base, top_k: 0, query }, metadata);
   } catch (err) {
     badRequest = { code: grpc.status[err.code], details: err.details };
