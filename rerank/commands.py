@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +108,22 @@ def _local(config: Config):  # noqa: ANN202
     return lambda query, params, qid: result_line(qid, pipeline.search(query, params))
 
 
-def _remote(args: argparse.Namespace):  # noqa: ANN202
+def retrying_channel(address: str):  # noqa: ANN201 - grpc.Channel
+    """A channel with the retry policy the README recommends to every client
+    (mmsearch/v1/service_config.json: UNAVAILABLE and RESOURCE_EXHAUSTED, with backoff)."""
     import grpc
+
+    policy = resources.files("mmsearch.v1").joinpath("service_config.json").read_text()
+    return grpc.insecure_channel(address, options=[("grpc.enable_retries", 1),
+                                                   ("grpc.service_config", policy)])
+
+
+def _remote(args: argparse.Namespace):  # noqa: ANN202
 
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc
 
-    stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(args.server))
+    stub = search_pb2_grpc.SearchServiceStub(retrying_channel(args.server))
 
     def run(query: SearchQuery, params: SearchParams, qid: Any) -> dict[str, Any]:
         options = pb.SearchOptions(refine=params.refine, include_self=params.include_self)

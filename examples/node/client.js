@@ -29,7 +29,8 @@ const healthDefinition = protoLoader.loadSync(path.join(__dirname, 'health.proto
 const health = grpc.loadPackageDefinition(healthDefinition).grpc.health.v1;
 // retry UNAVAILABLE and RESOURCE_EXHAUSTED with backoff: the policy the README recommends
 const CHANNEL_OPTIONS = {
-  'grpc.service_config': fs.readFileSync(path.join(__dirname, '..', 'service_config.json'), 'utf8'),
+  'grpc.service_config': fs.readFileSync(path.join(PROTO_ROOT, 'mmsearch/v1/service_config.json'),
+    'utf8'),
 };
 
 function call(client, method, request, metadata) {

@@ -1,25 +1,23 @@
 """Overload on a real server on 127.0.0.1: past `max_concurrency` requests in flight a
 request gets RESOURCE_EXHAUSTED at once (not a place in an unbounded queue), health keeps
-answering, a client with the documented retry policy (examples/service_config.json) tries
+answering, a client with the documented retry policy (mmsearch/v1/service_config.json) tries
 again, and the held requests still finish."""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
+from rerank.commands import retrying_channel
 from rerank.metrics import SidecarMetrics
 from rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
 from rerank.server import ServerSettings, Sidecar, build_server
 from tests.integration.sidecar_stack import call_code
-
-SERVICE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "service_config.json"
 
 
 class HeldSearches:
@@ -62,8 +60,7 @@ def test_past_max_concurrency_requests_are_shed_and_health_answers(stack: dict) 
         code, details = call_code(search.Search, request, timeout=5)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
         assert str(settings.max_concurrency) in details
-        retrying = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
-            ("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG.read_text())])
+        retrying = retrying_channel(f"127.0.0.1:{port}")  # what `mmsearch search` uses
         code, _ = call_code(search_pb2_grpc.SearchServiceStub(retrying).Search, request,
                             timeout=30)
         retrying.close()
