@@ -98,12 +98,12 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
     return created
 
 
-def ensure_loaded(client: Any, name: str) -> None:
+def ensure_loaded(client: Any, name: str, timeout: float | None = None) -> None:
     """Load a released collection (a DBA's release, or a process killed while creating it):
     queries and searches need it loaded."""
-    state = client.get_load_state(name).get("state")
+    state = client.get_load_state(name, timeout=timeout).get("state")
     if "Loaded" not in str(state):
-        client.load_collection(name)
+        client.load_collection(name, timeout=timeout)
 
 
 def count(client: Any, name: str) -> int:

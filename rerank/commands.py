@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from rerank.server import Sidecar, build_server
-    from rerank.service import build_pipeline, server_settings
+    from rerank.service import build_pipeline, milvus_health_probe, server_settings
 
     pipeline = build_pipeline(config)
     metrics = None
@@ -33,8 +33,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         log.info("Prometheus metrics on http://%s:%d/metrics", config.server.metrics_address,
                  config.server.metrics_port)
     sidecar = Sidecar(pipeline, server_settings(config, args.address), metrics)
-    server, port, health = build_server(sidecar, probe=lambda: pipeline.milvus.probe(
-        lambda c: c.list_collections()))
+    server, port, health = build_server(sidecar, probe=milvus_health_probe(pipeline.milvus))
     server.start()
     health.start()
     log.info("serving mmsearch.v1 on %s (port %d); %s", sidecar.settings.address, port,

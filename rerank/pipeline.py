@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from plugin.schema import MODEL_ID_PROPERTY, Layout
 from rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
 
 MAX_FILTER_CHARS = 4096
+T = TypeVar("T")
 
 
 class Scorer(Protocol):
@@ -133,8 +134,8 @@ class SearchPipeline:
         if time.monotonic() - self._verified.get(layout.base, -1e9) < 5.0:
             return
         alias = layout.alias(layout.full_width)
-        description = self.milvus.call("describe", lambda c: c.describe_collection(alias)
-                                       if c.has_collection(alias) else None, deadline)
+        description = self._milvus("describe", lambda c, t: c.describe_collection(
+            alias, timeout=t) if c.has_collection(alias, timeout=t) else None, deadline)
         if description is None:
             raise NotFoundError(f"base {layout.base!r} not found (no collection {alias})",
                                 "base")
@@ -143,9 +144,25 @@ class SearchPipeline:
             raise ModelMismatchError(f"base {layout.base!r} was built with model {stored}; "
                                      f"this server runs {self.encoder.model_id}")
         # a restarted Milvus Lite (or a DBA's release) leaves collections released
-        self.milvus.call("load", lambda c: [ensure_loaded(c, layout.alias(w))
-                                            for w in layout.widths], deadline)
+        self._milvus("load", lambda c, t: [ensure_loaded(c, layout.alias(w), t)
+                                           for w in layout.widths], deadline)
         self._verified[layout.base] = time.monotonic()
+
+    def _milvus(self, what: str, fn: Callable[[Any, float | None], T],
+                deadline: float | None) -> T:
+        """One Milvus call inside the request's deadline: pymilvus gets the time left as its
+        timeout (a hung server would otherwise hold the request, and its in-flight slot,
+        forever) and the retries stop at the deadline; running out is DEADLINE_EXCEEDED."""
+        def seconds_left() -> float | None:
+            return None if deadline is None else max(0.001, deadline - time.monotonic())
+
+        try:
+            return self.milvus.call(what, lambda client: fn(client, seconds_left()), deadline)
+        except Exception:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineError(f"Milvus did not answer the {what} call before the "
+                                    "deadline") from None
+            raise
 
     # -- stages ---------------------------------------------------------------------
     def query_vector(self, query: SearchQuery, layout: Layout | None, notes: list[str],
@@ -179,9 +196,11 @@ class SearchPipeline:
         alias = layout.alias(width)
         data = [at_width(vector, width).tolist()]
         try:
-            hits = self.milvus.call("ann", lambda c: c.search(
+            hits = self._milvus("ann", lambda c, t: c.search(
                 alias, data=data, limit=limit, filter=expr, output_fields=["label"],
-                search_params=search_params_for(self.specs[width], limit)), deadline)
+                search_params=search_params_for(self.specs[width], limit), timeout=t), deadline)
+        except DeadlineError:
+            raise
         except Exception as exc:
             if expr and not is_unavailable(exc):
                 raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None
@@ -193,9 +212,9 @@ class SearchPipeline:
               ) -> dict[str, dict[str, Any]]:
         alias = layout.alias(layout.full_width)
         expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
-        rows = self.milvus.call("fetch", lambda c: c.query(
-            alias, filter=expression, output_fields=["id", "vector", "local", "label"]),
-            deadline)
+        rows = self._milvus("fetch", lambda c, t: c.query(
+            alias, filter=expression, output_fields=["id", "vector", "local", "label"],
+            timeout=t), deadline)
         return {row["id"]: row for row in rows}
 
     # -- the whole request ------------------------------------------------------------

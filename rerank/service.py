@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from mmsearch.config import Config
@@ -47,6 +48,12 @@ def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None
 
     folder = Path(config.models.dir) / "export" / config.models.scorer
     return OnnxScorer(folder, chunk_size=config.server.chunk_size)
+
+
+def milvus_health_probe(milvus: Retrying, timeout_s: float = 2.0) -> Callable[[], bool]:
+    """One call, no retries, bounded: a refused connection or a hung server both read as
+    not serving within timeout_s (a probe without a timeout would hang with the server)."""
+    return lambda: milvus.probe(lambda client: client.list_collections(timeout=timeout_s))
 
 
 def server_settings(config: Config, address: str | None = None) -> ServerSettings:

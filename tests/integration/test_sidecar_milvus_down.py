@@ -1,6 +1,8 @@
-"""The sidecar over a real `milvus-lite server` process that is killed and started again:
-health follows Milvus (SERVING -> NOT_SERVING -> SERVING) and a search while Milvus is down
-gets UNAVAILABLE inside its deadline, not after the whole retry backoff."""
+"""The sidecar over a real `milvus-lite server` process that hangs (SIGSTOP), is killed and
+is started again: health follows Milvus (SERVING -> NOT_SERVING -> SERVING); a search while
+Milvus hangs gets DEADLINE_EXCEEDED from the sidecar at its deadline (not a hold on its slot
+forever), and one while Milvus is down gets UNAVAILABLE inside its deadline, not after the
+whole retry backoff."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from plugin.sources import open_source
 from plugin.worker import IngestOptions, IngestWorker
 from rerank.pipeline import Limits, SearchPipeline
 from rerank.server import ServerSettings, Sidecar, build_server
+from rerank.service import milvus_health_probe
 from tests.integration.conftest import write_items
 from tests.integration.sidecar_stack import call_code
 from tests.integration.test_worker_processes import start_lite_server
@@ -58,7 +61,7 @@ def test_health_follows_milvus_and_search_fails_fast_while_it_is_down(
                                   coarse_width=16)
         server, grpc_port, health = build_server(
             Sidecar(pipeline, ServerSettings("127.0.0.1:0")),
-            probe=lambda: milvus.probe(lambda c: c.list_collections()))
+            probe=milvus_health_probe(milvus, timeout_s=1.0))
         health.interval_s = 0.2
         server.start()
         health.start()
@@ -73,6 +76,14 @@ def test_health_follows_milvus_and_search_fails_fast_while_it_is_down(
                                    deadline_ms=3000)
         assert wait_for(status, SERVING) == SERVING
         assert len(search.Search(request, timeout=30).hits) == 3
+
+        lite.send_signal(signal.SIGSTOP)  # hung: connections open, nothing answers
+        assert wait_for(status, NOT_SERVING) == NOT_SERVING
+        code, details = call_code(search.Search, request, timeout=10)
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED, details
+        assert "Milvus did not answer" in details  # the sidecar's answer at 3 s, not grpc's
+        lite.send_signal(signal.SIGCONT)
+        assert wait_for(status, SERVING) == SERVING
 
         lite.send_signal(signal.SIGKILL)
         lite.wait()
