@@ -37,7 +37,8 @@ EXIT_UNAVAILABLE = 3
 
 def milvus_target(config: Config) -> MilvusTarget:
     m = config.milvus
-    return MilvusTarget(m.uri, m.token, m.db_name, m.tls_ca, m.tls_cert, m.tls_key)
+    return MilvusTarget(m.uri, m.token, m.db_name, m.tls_ca, m.tls_cert, m.tls_key,
+                        m.call_timeout_s)
 
 
 def load_configured_encoder(config: Config, runtime: str | None = None) -> Encoder:

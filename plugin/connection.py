@@ -31,6 +31,10 @@ class MilvusTarget:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    # seconds per call for batch work (worker, index tools): a hung server then fails the
+    # call, which is retried, instead of blocking the process forever; the sidecar passes
+    # each request's time left instead
+    call_timeout_s: float | None = None
 
     @property
     def is_lite_folder(self) -> bool:
@@ -46,6 +50,8 @@ def connect(target: MilvusTarget) -> Any:
     from pymilvus import MilvusClient
 
     kwargs: dict[str, Any] = {"uri": target.uri}
+    if target.call_timeout_s is not None:
+        kwargs["timeout"] = target.call_timeout_s  # the connection handshake
     if not target.is_lite_folder:
         kwargs["db_name"] = target.db_name
         if target.token:
@@ -79,7 +85,13 @@ def milvus_lite_executable() -> str:
 def is_unavailable(error: BaseException) -> bool:
     code = getattr(error, "code", None)
     text = str(error).lower()
-    return code in UNAVAILABLE_CODES or "unavailable" in text or "fail connecting" in text
+    # a call that timed out (a hung server) is retried like a refused one
+    return (code in UNAVAILABLE_CODES or "unavailable" in text or "fail connecting" in text
+            or is_timeout(error))
+
+
+def is_timeout(error: BaseException) -> bool:
+    return "deadline exceeded" in str(error).lower()
 
 
 class Retrying:
@@ -95,6 +107,7 @@ class Retrying:
         # runs on every fresh connection after a failure, e.g. to re-load collections that a
         # restarted server brings back released
         self.on_reconnect: Callable[[Any], None] | None = None
+        self.timeout = target.call_timeout_s  # for batch callers' pymilvus calls
         self._lock = threading.Lock()  # the worker's encoder and writer threads share this
         self.client = self._connect()
 
@@ -146,12 +159,16 @@ class Retrying:
         raise AssertionError("unreachable")
 
     def probe(self, fn: Callable[[Any], object]) -> bool:
-        """One attempt, no retries: a health check must answer now, not after the backoff."""
+        """One attempt, no retries: a health check must answer now, not after the backoff.
+        A refused connection drops the client (the next call reconnects); a timeout keeps
+        it: reconnecting to a hung server would block, under the lock, every request that
+        shares this client."""
         try:
             fn(self._current())
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
-            self.client = None
+            if not is_timeout(exc):
+                self.client = None
             return False
         return True

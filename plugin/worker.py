@@ -235,7 +235,8 @@ class IngestWorker:
             if self.attrs is not None:
                 alias = self.options.layout.alias(width)
                 with self._stage("final flush"):
-                    self.milvus.call("flush", lambda c, a=alias: c.flush(a))
+                    self.milvus.call("flush", lambda c, a=alias: c.flush(
+                        a, timeout=self.milvus.timeout))
         checkpoint.finished = True
         store.commit(checkpoint)
 
@@ -293,7 +294,8 @@ class IngestWorker:
         ids = [c.id for c in candidates]
         expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
         rows = self.milvus.call("query hashes", lambda c: c.query(
-            alias, filter=expression, output_fields=["id", "content_hash"]))
+            alias, filter=expression, output_fields=["id", "content_hash"],
+            timeout=self.milvus.timeout))
         stored = {row["id"]: row["content_hash"] for row in rows}
         changed = [c for c in candidates if stored.get(c.id) != c.content_hash]
         return changed, len(candidates) - len(changed)
@@ -319,7 +321,8 @@ class IngestWorker:
                     row["local"] = encode_local(embeddings.local[i], bool(embeddings.has_local[i]))
             alias = layout.alias(width)
             with self._stage(f"upsert d{width}"):
-                self.milvus.call(f"upsert {alias}", lambda c, a=alias, r=rows: c.upsert(a, r))
+                self.milvus.call(f"upsert {alias}", lambda c, a=alias, r=rows: c.upsert(
+                    a, r, timeout=self.milvus.timeout))
             if self.metrics:
                 self.metrics.written.labels(str(width)).inc(len(rows))
         return len(items)

@@ -30,6 +30,7 @@ class MilvusConfig:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    call_timeout_s: int = 60  # per call of the worker and index tools (the sidecar: deadline)
     token: str | None = field(default=None, repr=False)
 
 

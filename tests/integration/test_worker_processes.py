@@ -1,4 +1,4 @@
-"""Real processes: SIGKILL the worker anywhere, stop the Milvus server mid-run."""
+"""Real processes: SIGKILL the worker anywhere, stop or hang the Milvus server mid-run."""
 
 from __future__ import annotations
 
@@ -126,5 +126,38 @@ def test_milvus_server_stopped_mid_run_then_started_again(models_dir: Path,
         assert_complete(uri, items)
     finally:
         worker.kill()
+        server.kill()
+        server.wait()
+
+
+def test_hung_milvus_server_fails_the_worker_with_the_resume_message(
+        models_dir: Path, tmp_path: Path) -> None:
+    # SIGSTOP: connections stay open and nothing answers. Without a per-call timeout the
+    # worker would wait forever; with milvus.call_timeout_s each call times out, is retried
+    # with backoff, and the worker exits 3 with the documented message, then resumes.
+    items = 300
+    manifest = write_items(tmp_path / "data", items)
+    port = free_port()
+    uri, state, data_dir = f"http://127.0.0.1:{port}", tmp_path / "state", tmp_path / "lite"
+    server = start_lite_server(data_dir, port)
+    hung_env = {**env(), "MMSEARCH_MILVUS__CALL_TIMEOUT_S": "1"}
+    worker = subprocess.Popen(worker_command(manifest, uri, state, models_dir), env=hung_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while checkpoint(state)["offset"] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        server.send_signal(signal.SIGSTOP)
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 3, err[-2000:]
+        assert "re-run the same command to resume" in err
+        server.send_signal(signal.SIGCONT)
+        again = subprocess.run(worker_command(manifest, uri, state, models_dir), env=hung_env,
+                               capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert_complete(uri, items)
+    finally:
+        worker.kill()
+        server.send_signal(signal.SIGCONT)
         server.kill()
         server.wait()
