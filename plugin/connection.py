@@ -138,8 +138,8 @@ class Retrying:
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
+                self._forget_refused(exc)
                 if deadline is not None and time.monotonic() + delay >= deadline:
-                    self.client = None
                     raise MilvusUnavailableError(
                         f"Milvus at {self.target.describe()} unavailable during {what} "
                         f"({attempt} attempts before the request's deadline): {exc}") from None
@@ -155,20 +155,22 @@ class Retrying:
                     self.on_retry()
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_delay)
-                self.client = None
         raise AssertionError("unreachable")
 
+    def _forget_refused(self, error: BaseException) -> None:
+        """A refused connection drops the client, so the next attempt reconnects. A timeout
+        keeps it: the channel to a hung server is fine once the server answers again, and
+        reconnecting would block, under the lock, every caller that shares this client."""
+        if not is_timeout(error):
+            self.client = None
+
     def probe(self, fn: Callable[[Any], object]) -> bool:
-        """One attempt, no retries: a health check must answer now, not after the backoff.
-        A refused connection drops the client (the next call reconnects); a timeout keeps
-        it: reconnecting to a hung server would block, under the lock, every request that
-        shares this client."""
+        """One attempt, no retries: a health check must answer now, not after the backoff."""
         try:
             fn(self._current())
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
-            if not is_timeout(exc):
-                self.client = None
+            self._forget_refused(exc)
             return False
         return True

@@ -118,7 +118,6 @@ def retrying_channel(address: str):  # noqa: ANN201 - grpc.Channel
 
 
 def _remote(args: argparse.Namespace):  # noqa: ANN202
-
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc
 

@@ -150,11 +150,15 @@ class SearchPipeline:
 
     def _milvus(self, what: str, fn: Callable[[Any, float | None], T],
                 deadline: float | None) -> T:
-        """One Milvus call inside the request's deadline: pymilvus gets the time left as its
-        timeout (a hung server would otherwise hold the request, and its in-flight slot,
-        forever) and the retries stop at the deadline; running out is DEADLINE_EXCEEDED."""
+        """One Milvus call inside the request's deadline: pymilvus gets the time left
+        (capped by milvus.call_timeout_s) as its timeout, since a hung server would
+        otherwise hold the request and its in-flight slot forever; the retries stop at the
+        deadline; running out is DEADLINE_EXCEEDED."""
         def seconds_left() -> float | None:
-            return None if deadline is None else max(0.001, deadline - time.monotonic())
+            if deadline is None:
+                return self.milvus.timeout
+            left = max(0.001, deadline - time.monotonic())
+            return left if self.milvus.timeout is None else min(left, self.milvus.timeout)
 
         try:
             return self.milvus.call(what, lambda client: fn(client, seconds_left()), deadline)

@@ -97,19 +97,32 @@ def start_lite_server(data_dir: Path, port: int) -> subprocess.Popen:
     pytest.fail("milvus-lite server did not start in 60 s")
 
 
+def server_setup(tmp_path: Path) -> tuple[int, Path, str, Path, Path, int]:
+    """300 items, and where a milvus-lite server for them will listen and keep its data."""
+    items = 300
+    port = free_port()
+    return (items, write_items(tmp_path / "data", items), f"http://127.0.0.1:{port}",
+            tmp_path / "state", tmp_path / "lite", port)
+
+
+def start_mid_run(manifest: Path, uri: str, state: Path, data_dir: Path, port: int,
+                  models_dir: Path, environ: dict[str, str]
+                  ) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The server, then a worker against it; returns once the checkpoint first advances."""
+    server = start_lite_server(data_dir, port)
+    worker = subprocess.Popen(worker_command(manifest, uri, state, models_dir), env=environ,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while checkpoint(state)["offset"] == 0 and time.time() < deadline:
+        time.sleep(0.1)
+    return server, worker
+
+
 def test_milvus_server_stopped_mid_run_then_started_again(models_dir: Path,
                                                           tmp_path: Path) -> None:
-    items = 300
-    manifest = write_items(tmp_path / "data", items)
-    port = free_port()
-    uri, state, data_dir = f"http://127.0.0.1:{port}", tmp_path / "state", tmp_path / "lite"
-    server = start_lite_server(data_dir, port)
-    worker = subprocess.Popen(worker_command(manifest, uri, state, models_dir), env=env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    items, manifest, uri, state, data_dir, port = server_setup(tmp_path)
+    server, worker = start_mid_run(manifest, uri, state, data_dir, port, models_dir, env())
     try:
-        deadline = time.time() + 60
-        while checkpoint(state)["offset"] == 0 and time.time() < deadline:
-            time.sleep(0.1)
         server.send_signal(signal.SIGKILL)
         server.wait()
         time.sleep(2.0)
@@ -135,18 +148,10 @@ def test_hung_milvus_server_fails_the_worker_with_the_resume_message(
     # SIGSTOP: connections stay open and nothing answers. Without a per-call timeout the
     # worker would wait forever; with milvus.call_timeout_s each call times out, is retried
     # with backoff, and the worker exits 3 with the documented message, then resumes.
-    items = 300
-    manifest = write_items(tmp_path / "data", items)
-    port = free_port()
-    uri, state, data_dir = f"http://127.0.0.1:{port}", tmp_path / "state", tmp_path / "lite"
-    server = start_lite_server(data_dir, port)
+    items, manifest, uri, state, data_dir, port = server_setup(tmp_path)
     hung_env = {**env(), "MMSEARCH_MILVUS__CALL_TIMEOUT_S": "1"}
-    worker = subprocess.Popen(worker_command(manifest, uri, state, models_dir), env=hung_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server, worker = start_mid_run(manifest, uri, state, data_dir, port, models_dir, hung_env)
     try:
-        deadline = time.time() + 60
-        while checkpoint(state)["offset"] == 0 and time.time() < deadline:
-            time.sleep(0.1)
         server.send_signal(signal.SIGSTOP)
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 3, err[-2000:]
