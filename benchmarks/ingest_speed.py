@@ -77,7 +77,7 @@ def write_path(encoder, count: int, batch: int, workdir: Path) -> tuple[float, d
     worker = IngestWorker(encoder, Retrying(MilvusTarget(str(workdir / "write.db"))), options)
     worker._ensure({"category": "varchar"})
     rng = np.random.default_rng(0)
-    cells, dim = encoder.config.local.grid ** 2, encoder.config.local.dim
+    cells, dim = encoder.config.local.cells, encoder.config.local.dim
     started = time.perf_counter()
     for start in range(0, count, batch):
         n = min(batch, count - start)

@@ -2,8 +2,9 @@
 
 Image head: PCA of pooled image features to width_max (components by variance, so every
 prefix is the best linear view at its width). Local head: PCA of the grid cells to the
-local dim. Text head: PCA of caption features, zero-padded to width_max. Image and text are
-NOT aligned by this baseline; the trained embedder (issue 3) aligns them.
+local dim (and, with a colour cell, PCA of the colour histograms: no labels here). Text
+head: PCA of caption features, zero-padded to width_max. Image and text are NOT aligned
+by this baseline; the trained embedder (issue 3) aligns them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.catalog import ModelConfig
+from encoders.colour import image_histograms
 from encoders.features import image_features, text_features
 from encoders.heads import HeadSet, fit_pca_head
 from encoders.preprocess import ImageInput, ImageSpec
@@ -33,6 +35,8 @@ def fit_baseline(config: ModelConfig, images: Sequence[ImageInput], captions: Se
         image=fit_pca_head(pooled, config.width_max),
         text=fit_pca_head(captions_features, config.width_max),
         local=fit_pca_head(cells.reshape(-1, cells.shape[-1]), config.local.dim),
+        colour=fit_pca_head(image_histograms(images, spec.mean, spec.std, spec.size),
+                            config.local.dim) if config.local.colour else None,
     )
     config = replace(config, notes=(
         f"PCA baseline fitted on {len(images)} train images and {len(captions)} captions"))

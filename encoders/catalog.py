@@ -49,10 +49,17 @@ class TextTowerSpec:
 
 @dataclass(frozen=True)
 class LocalSpec:
-    """Compact local features: grid x grid pooled cells of the last map, projected to dim."""
+    """Compact local features: grid x grid pooled cells of the last map, projected to dim,
+    plus one colour cell (encoders.colour) when `colour` is on."""
 
     grid: int = 2
     dim: int = 64
+    colour: bool = False
+
+    @property
+    def cells(self) -> int:
+        """Rows of the image model's local_features output."""
+        return self.grid**2 + int(self.colour)
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,12 @@ class ModelConfig:
             raise ConfigError("model.text_tower.kind", f"one of {TEXT_TOWER_KINDS}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.local.colour:
+            # written only when on, so a model without a colour cell keeps the model_id
+            # (and the collections) it had before the option existed
+            del data["local"]["colour"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:

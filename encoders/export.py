@@ -67,7 +67,7 @@ def export_onnx(model_dir: Path, out_dir: Path,
     require_torch()
     import torch
 
-    from encoders.modules import ImageEmbedder, TextEmbedder
+    from encoders.modules import TextEmbedder, image_embedder
 
     config = ModelConfig.load(model_dir)
     heads = HeadSet.load(model_dir)
@@ -75,7 +75,7 @@ def export_onnx(model_dir: Path, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     image_tower = load_model_image_tower(config, model_dir)
     text_tower = load_text_tower(config.text_tower)
-    image_model = ImageEmbedder(image_tower, heads.image, heads.local).eval()
+    image_model = image_embedder(image_tower, heads, config).eval()
     text_model = TextEmbedder(text_tower, heads.text).eval()
     size = config.image_tower.input_size
     with torch.inference_mode():
@@ -108,7 +108,7 @@ def export_onnx(model_dir: Path, out_dir: Path,
         names += [IMAGE_INT8, TEXT_INT8]
     files = {name: FileEntry(sha256_file(out_dir / name), (out_dir / name).stat().st_size)
              for name in names}
-    cells, local_dim = config.local.grid ** 2, config.local.dim
+    cells, local_dim = config.local.cells, config.local.dim
     int8_note = ({"image_cosine_min_on_calibration": round(int8_cosine, 5),
                   "calibration_images": len(int8_calibration or [])}
                  if int8_calibration else None)

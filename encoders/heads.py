@@ -38,13 +38,16 @@ class HeadSet:
     image: LinearHead
     text: LinearHead
     local: LinearHead
+    colour: LinearHead | None = None  # histogram -> local dim (LocalSpec.colour)
 
     def save(self, folder: Path) -> Path:
         from safetensors.numpy import save_file
 
         tensors = {}
-        for name in HEAD_NAMES:
-            head: LinearHead = getattr(self, name)
+        for name in (*HEAD_NAMES, "colour"):
+            head: LinearHead | None = getattr(self, name)
+            if head is None:
+                continue
             tensors[f"{name}.mean"] = np.ascontiguousarray(head.mean, dtype=np.float32)
             tensors[f"{name}.weight"] = np.ascontiguousarray(head.weight, dtype=np.float32)
         folder.mkdir(parents=True, exist_ok=True)
@@ -61,7 +64,9 @@ class HeadSet:
             raise FileNotFoundError(f"no {HEAD_FILE} in {folder} (run `mmsearch train baseline`)")
         tensors = load_file(str(path))
         heads = {n: LinearHead(tensors[f"{n}.mean"], tensors[f"{n}.weight"]) for n in HEAD_NAMES}
-        return cls(**heads)
+        colour = (LinearHead(tensors["colour.mean"], tensors["colour.weight"])
+                  if "colour.mean" in tensors else None)
+        return cls(**heads, colour=colour)
 
 
 def fit_pca_head(features: np.ndarray, out_dim: int) -> LinearHead:

@@ -63,7 +63,7 @@ class ModelManifest:
             "width_max": self.config.width_max,
             "image_input_size": self.config.image_tower.input_size,
             "text_max_length": self.text_max_length,
-            "local_features": {"cells": self.config.local.grid ** 2, "dim": self.config.local.dim},
+            "local_features": {"cells": self.config.local.cells, "dim": self.config.local.dim},
             "config": self.config.to_json(),
             "files": {k: vars(v) for k, v in sorted(self.files.items())},
             "engines": {k: vars(v) for k, v in sorted(self.engines.items())},

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from encoders.heads import LinearHead
+from encoders.catalog import ModelConfig
+from encoders.colour import ColourCell
+from encoders.heads import HeadSet, LinearHead
 from encoders.towers.base import ImageTower, TextTower
 
 
@@ -25,17 +27,34 @@ class TorchLinearHead(nn.Module):
 
 
 class ImageEmbedder(nn.Module):
-    """pixel_values -> (embedding (B, width_max) not normalised, local (B, cells, dim) unit)."""
+    """pixel_values -> (embedding (B, width_max) not normalised, local (B, cells, dim) unit);
+    with a colour cell, it is the last local row."""
 
-    def __init__(self, tower: ImageTower, head: LinearHead, local_head: LinearHead) -> None:
+    def __init__(self, tower: ImageTower, head: LinearHead, local_head: LinearHead,
+                 colour: ColourCell | None = None) -> None:
         super().__init__()
         self.tower = tower
         self.head = TorchLinearHead(head)
         self.local_head = TorchLinearHead(local_head)
+        self.colour = colour
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled, cells = self.tower(pixel_values)
-        return self.head(pooled), F.normalize(self.local_head(cells), dim=-1)
+        local = F.normalize(self.local_head(cells), dim=-1)
+        if self.colour is not None:
+            local = torch.cat([local, self.colour(pixel_values)], 1)
+        return self.head(pooled), local
+
+
+def image_embedder(tower: ImageTower, heads: HeadSet, config: ModelConfig) -> ImageEmbedder:
+    """The image model a model folder describes; a colour cell needs its fitted head."""
+    colour = None
+    if config.local.colour:
+        if heads.colour is None:
+            raise ValueError(f"model {config.name}: local.colour is on but heads.safetensors "
+                             "has no colour head (run `mmsearch train colour`)")
+        colour = ColourCell(heads.colour, config.image_tower.mean, config.image_tower.std)
+    return ImageEmbedder(tower, heads.image, heads.local, colour)
 
 
 class TextEmbedder(nn.Module):

@@ -23,7 +23,7 @@ def decode_local(text: str | None, spec: LocalSpec) -> np.ndarray | None:
     if not text:
         return None
     values = np.frombuffer(base64.b64decode(text), dtype="<f2")
-    cells = spec.grid ** 2
+    cells = spec.cells
     if values.size != cells * spec.dim:
         return None
     return values.reshape(cells, spec.dim).astype(np.float32)

@@ -288,7 +288,7 @@ class SearchPipeline:
         spec = self.encoder.config.local
         decoded = [decode_local(rows[h.id].get("local", ""), spec) for h in hits]
         has = np.asarray([d is not None for d in decoded])
-        empty = np.zeros((spec.grid ** 2, spec.dim), np.float32)
+        empty = np.zeros((spec.cells, spec.dim), np.float32)
         return np.stack([d if d is not None else empty for d in decoded]), has
 
 

@@ -75,7 +75,7 @@ def _candidate_arrays(candidates: list[pb.RerankCandidate], rows: dict[str, Any]
                       pipeline: SearchPipeline) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     spec = pipeline.encoder.config.local
     vectors = np.zeros((len(candidates), width), np.float32)
-    locals_ = np.zeros((len(candidates), spec.grid ** 2, spec.dim), np.float32)
+    locals_ = np.zeros((len(candidates), spec.cells, spec.dim), np.float32)
     has_local = np.zeros(len(candidates), bool)
     for i, candidate in enumerate(candidates):
         if candidate.WhichOneof("source") == "id":

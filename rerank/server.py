@@ -42,7 +42,7 @@ class ServerSettings:
     address: str = "127.0.0.1:50051"
     max_message_bytes: int = 16 * 1024 * 1024
     max_concurrency: int = 32
-    chunk_size: int = 16
+    chunk_size: int = 32
     default_deadline_ms: int | None = None  # for requests with no deadline of their own
     token: str | None = None
     tls_cert: bytes | None = None

@@ -110,7 +110,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_text_folder: Path
     config = ModelConfig(
         name="tiny", image_tower=ImageTowerSpec("mobilenetv2", "random", 32),
         text_tower=TextTowerSpec("hf_text", str(tiny_text_folder), max_length=24),
-        width_max=32, widths=(8, 16, 32), local=LocalSpec(grid=2, dim=8))
+        width_max=32, widths=(8, 16, 32), local=LocalSpec(grid=2, dim=8, colour=True))
     # the random MobileNetV2 must be the same module at fit and export time
     weights = tmp_path_factory.mktemp("mnv2") / "random_mobilenetv2.pt"
     from encoders.towers.mobilenet import MobileNetV2Tower

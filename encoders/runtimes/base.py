@@ -96,7 +96,7 @@ class Encoder(ABC):
         return good, arrays, problems
 
     def _run_images(self, arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        cells = self.config.local.grid ** 2
+        cells = self.config.local.cells
         if not arrays:
             return (np.zeros((0, self.config.width_max), np.float32),
                     np.zeros((0, cells, self.config.local.dim), np.float32))

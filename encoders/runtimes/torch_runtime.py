@@ -21,7 +21,7 @@ class TorchEncoder(Encoder):
         require_torch()
         import torch
 
-        from encoders.modules import ImageEmbedder, TextEmbedder
+        from encoders.modules import TextEmbedder, image_embedder
 
         if threads:
             torch.set_num_threads(threads)
@@ -29,7 +29,7 @@ class TorchEncoder(Encoder):
         heads = HeadSet.load(model_dir)
         image_tower = load_model_image_tower(config, model_dir)
         text_tower = load_text_tower(config.text_tower)
-        self.image_model = ImageEmbedder(image_tower, heads.image, heads.local).eval().to(device)
+        self.image_model = image_embedder(image_tower, heads, config).eval().to(device)
         self.text_model = TextEmbedder(text_tower, heads.text).eval().to(device)
         self._device = torch.device(device)
         self._torch = torch

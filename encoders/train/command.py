@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoders.catalog import FusionSpec, ModelConfig
+from encoders.catalog import FusionSpec, LocalSpec, ModelConfig
+from encoders.colour import fit_colour_head, image_histograms
 from encoders.data.records import read_manifest
-from encoders.heads import fit_pca_head
+from encoders.heads import HeadSet, LinearHead, fit_pca_head
 from encoders.metrics import retrieval_metrics
 from encoders.mrl import at_width, fuse
 from encoders.preprocess import ImageSpec
@@ -118,12 +119,15 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
         text = model.text_forward(torch.from_numpy(cache.text)).numpy()
     fusion, fusion_scores = fit_fusion(image, text, items, base.widths[-1])
     tower_state = model.tower_state()
+    heads = model.to_heads()
+    if base.local.colour:
+        heads = replace(heads, colour=colour_head(base, items))
     config = replace(base, name=name, fusion=fusion, head_kind="linear",
                      tower_weights="tower.safetensors" if tower_state else None,
                      notes=f"trained on {len(items.images)} train items, {len(ids)} identities")
     out.mkdir(parents=True, exist_ok=True)
     config.save(out)
-    model.to_heads().save(out)
+    heads.save(out)
     if tower_state:
         from safetensors.torch import save_file
 
@@ -139,6 +143,49 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
     }
     (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
     return TrainResult(model, record, cache, items, out)
+
+
+def colour_head(config: ModelConfig, items: TrainItems) -> LinearHead:
+    """The colour cell's projection, fitted on the train items' clean images."""
+    spec = config.image_tower
+    histograms = image_histograms(list(items.images), spec.mean, spec.std, spec.input_size)
+    return fit_colour_head(histograms, list(items.labels), config.local.dim)
+
+
+def add_colour_head(model_dir: Path, items: TrainItems) -> ModelConfig:
+    """Turn the colour cell on in a trained model folder (or refit it); nothing else in
+    the folder changes, but the model_id does, so collections need a re-ingest."""
+    config = ModelConfig.load(model_dir)
+    config = replace(config, local=replace(config.local, colour=True))
+    heads = replace(HeadSet.load(model_dir), colour=colour_head(config, items))
+    heads.save(model_dir)
+    config.save(model_dir)
+    record_path = model_dir / "train.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    record["colour_head"] = {
+        "command": " ".join(["mmsearch", *sys.argv[1:]]) if sys.argv[0].endswith("mmsearch")
+        else None, "code_version": _code_version(), "items": len(items.images),
+        "identities": len(set(items.labels))}
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    return config
+
+
+def cmd_train_colour(args: argparse.Namespace, config) -> int:  # noqa: ANN001 - Config
+    for manifest in args.manifest:
+        if not Path(manifest).is_file():
+            print(f"--manifest: {manifest} not found (run `mmsearch data emoji`)",
+                  file=sys.stderr)
+            return 2
+    model_dir = args.model_dir or Path(config.models.dir) / config.models.model
+    if not (Path(model_dir) / "model.json").is_file():
+        print(f"--model-dir: no model.json in {model_dir}", file=sys.stderr)
+        return 2
+    items = read_train_items(args.manifest)
+    add_colour_head(Path(model_dir), items)
+    print(f"colour head fitted on {len(items.images)} train items; {model_dir} now has "
+          f"{ModelConfig.load(Path(model_dir)).local.cells} local cells; run `mmsearch "
+          "export` and re-ingest")
+    return 0
 
 
 def check_args(args: argparse.Namespace) -> str | None:
@@ -161,7 +208,8 @@ def cmd_train_encoder(args: argparse.Namespace, config) -> int:  # noqa: ANN001 
         print(problem, file=sys.stderr)
         return 2
     items = read_train_items(args.manifest)
-    base = ModelConfig(widths=config.widths, width_max=config.widths[-1])
+    base = ModelConfig(widths=config.widths, width_max=config.widths[-1],
+                       local=LocalSpec(colour=args.colour))
     settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,
                              seed=args.seed, progress=True)
     out = args.out or Path(config.models.dir) / args.name

@@ -322,14 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="last image-tower stages to fine-tune (0 = frozen tower)")
     encoder.add_argument("--batch-identities", type=int, default=128)
     encoder.add_argument("--seed", type=int, default=0)
+    encoder.add_argument("--colour", action=argparse.BooleanOptionalAction, default=True,
+                         help="add the colour cell to the local features (encoders.colour)")
     encoder.set_defaults(func=plugin_command("cmd_train_encoder", "encoders.train.command"))
+    colour = train_sub.add_parser("colour", help="fit (or refit) the colour cell of a trained "
+                                  "model folder without retraining the rest")
+    _common(colour)
+    colour.add_argument("--manifest", type=Path, nargs="+", default=[
+        DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
+    colour.add_argument("--model-dir", type=Path, help="model folder (default models/<model>)")
+    colour.set_defaults(func=plugin_command("cmd_train_colour", "encoders.train.command"))
     reranker = train_sub.add_parser("reranker", help="train the listwise scorer on candidates "
                                     "mined with the embedder (train identities)")
     _common(reranker)
     reranker.add_argument("--data", type=Path, default=DATA_DIR)
     reranker.add_argument("--cache", type=Path, default=Path(".cache/features"))
     reranker.add_argument("--out", type=Path, default=Path("models/scorer"))
-    reranker.add_argument("--epochs", type=int, default=3)
+    reranker.add_argument("--epochs", type=int, default=2)
     reranker.add_argument("--pg-epochs", type=int, default=1, help="policy-gradient epochs")
     reranker.add_argument("--candidates", type=int, default=64, help="list length per query")
     reranker.add_argument("--chunk-size", type=int, default=16)

@@ -67,7 +67,9 @@ class LimitsConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     address: str = "127.0.0.1:50051"
-    chunk_size: int = 16
+    # candidates per scorer chunk at serving time; the scorer trains on chunks of 16 and
+    # ranks best on 32 (benchmarks/results/rerank_quality.md)
+    chunk_size: int = 32
     coarse_width: int = 64
     token_file: str | None = None  # bearer token clients must send (authorization metadata)
     tls_cert: str | None = None

@@ -18,7 +18,10 @@ def save_checkpoint(model: ListwiseScorer, folder: Path, info: dict) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / CHECKPOINT))
-    (folder / META).write_text(json.dumps({"config": model.config.to_json(), **info}, indent=2))
+    # the model's own config wins over a copied-in meta's (an ablation saved with the
+    # shipped scorer's info must still load as the variant it is)
+    meta = {**info, "config": model.config.to_json()}
+    (folder / META).write_text(json.dumps(meta, indent=2))
 
 
 def load_checkpoint(folder: Path) -> tuple[ListwiseScorer, dict]:

@@ -2,7 +2,8 @@
 
 Tokens: [query, c_1 .. c_C]. A candidate token is built from comparisons with the query at
 full width (elementwise product, whose sum is the cosine, and absolute difference), the
-first-stage score, and local-feature evidence (best cell-to-cell cosines; masked when
+first-stage score, and local-feature evidence (best cell-to-cell cosines of the spatial
+cells, and the colour cell's cosine, which also enters the logit linearly; masked when
 either side has none).
 Candidates attend to each other (compare) unless `cross_attention` is off (ablation).
 
@@ -26,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+SCALARS = 6  # first stage, cosine, local mean, local min, colour, local present
+
 
 @dataclass(frozen=True)
 class ScorerConfig:
@@ -37,6 +40,13 @@ class ScorerConfig:
     layers: int = 2
     use_local: bool = True
     cross_attention: bool = True
+    # the last local row is the item's colour descriptor (LocalSpec.colour), compared
+    # whole instead of matched cell to cell
+    colour: bool = False
+
+    @property
+    def spatial_cells(self) -> int:
+        return self.cells - int(self.colour)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -71,7 +81,7 @@ class ListwiseScorer(nn.Module):
         # train identities, which never come back at test time.
         self.inter_proj = nn.Linear(config.width, d)
         self.diff_proj = nn.Linear(config.width, d)
-        self.scalar_proj = nn.Linear(5, d)
+        self.scalar_proj = nn.Linear(SCALARS, d)
         self.type_embedding = nn.Parameter(torch.zeros(2, d))
         self.blocks = nn.ModuleList(Block(d, config.heads) for _ in range(config.layers))
         self.norm = nn.LayerNorm(d)
@@ -81,26 +91,37 @@ class ListwiseScorer(nn.Module):
         # the logit starts from the calibrated cosine: a * cos + b (learned)
         self.cos_scale = nn.Parameter(torch.tensor(10.0))
         self.cos_bias = nn.Parameter(torch.tensor(-7.0))
+        # colour agreement enters the logit linearly too, starting at zero
+        self.colour_scale = nn.Parameter(torch.tensor(0.0))
 
     def _local_evidence(self, query_local: torch.Tensor, query_mask: torch.Tensor,
                         cand_local: torch.Tensor, cand_mask: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        ) -> tuple[torch.Tensor, ...]:
+        """(mean and min of each query cell's best cell match, colour cosine, present),
+        each (B, C) and zero where either side has no local features."""
+        spatial = self.config.spatial_cells
         # (B, C, Kq, Kc) cell cosines; cells are unit vectors already
-        sims = torch.einsum("bkd,bcld->bckl", query_local, cand_local)
+        sims = torch.einsum("bkd,bcld->bckl", query_local[:, :spatial],
+                            cand_local[:, :, :spatial])
         best = sims.max(dim=-1).values  # each query cell's best match
         present = (query_mask[:, None] * cand_mask).to(sims.dtype)  # (B, C)
         if not self.config.use_local:
             present = present * 0
-        return best.mean(-1) * present, best.min(-1).values * present, present
+        colour = torch.zeros_like(present)
+        if self.config.colour:
+            colour = torch.einsum("bd,bcd->bc", query_local[:, -1], cand_local[:, :, -1])
+        return (best.mean(-1) * present, best.min(-1).values * present, colour * present,
+                present)
 
     def forward(self, query: torch.Tensor, query_local: torch.Tensor, query_local_mask:
                 torch.Tensor, cands: torch.Tensor, cand_local: torch.Tensor,
                 cand_local_mask: torch.Tensor, first_stage: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cosine = (cands * query[:, None]).sum(-1)  # (B, C)
-        local_mean, local_min, present = self._local_evidence(
+        local_mean, local_min, colour, present = self._local_evidence(
             query_local, query_local_mask, cand_local, cand_local_mask)
-        scalars = torch.stack([first_stage, cosine, local_mean, local_min, present], -1)
+        scalars = torch.stack([first_stage, cosine, local_mean, local_min, colour, present],
+                              -1)
         tokens = (self.inter_proj(cands * query[:, None])
                   + self.diff_proj((cands - query[:, None]).abs())
                   + self.scalar_proj(scalars) + self.type_embedding[1])
@@ -112,7 +133,7 @@ class ListwiseScorer(nn.Module):
             x = block(x, bias)
         h = self.norm(x[:, 1:])
         calibrated = (self.correction_head(h).squeeze(-1) + self.cos_scale * cosine
-                      + self.cos_bias)
+                      + self.colour_scale * colour + self.cos_bias)
         return calibrated.masked_fill(~valid, -1e4), calibrated
 
     def _attention_bias(self, valid: torch.Tensor) -> torch.Tensor:
@@ -122,8 +143,9 @@ class ListwiseScorer(nn.Module):
         keys = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)  # (B, T)
         allowed = keys[:, None, :].expand(b, c + 1, c + 1)
         if not self.config.cross_attention:
-            eye = torch.eye(c + 1, dtype=torch.bool, device=valid.device)
-            own = eye.clone()
+            # arange comparison, not torch.eye: a bool EyeLike has no ONNX Runtime kernel
+            index = torch.arange(c + 1, device=valid.device)
+            own = index[:, None] == index[None, :]
             own[:, 0] = True  # everyone sees the query token
             allowed = allowed & own[None]
         return torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(~allowed, -1e4)

@@ -90,8 +90,9 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
     settings = TrainSettings(chunk_size=args.chunk_size, epochs=args.epochs,
                              pg_epochs=args.pg_epochs, seed=args.seed, progress=True)
     scorer_config = ScorerConfig(width=encoder.config.width_max,
-                                 cells=encoder.config.local.grid ** 2,
-                                 local_dim=encoder.config.local.dim)
+                                 cells=encoder.config.local.cells,
+                                 local_dim=encoder.config.local.dim,
+                                 colour=encoder.config.local.colour)
     model, losses = train(scorer_config, queries, gallery, lists, settings)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()

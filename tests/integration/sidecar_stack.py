@@ -65,7 +65,8 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def tiny_scorer(root: Path) -> OnnxScorer:
     torch.manual_seed(0)
-    model = ListwiseScorer(ScorerConfig(width=32, cells=4, local_dim=8, d_model=32)).eval()
+    model = ListwiseScorer(ScorerConfig(width=32, cells=5, local_dim=8, d_model=32,
+                                         colour=True)).eval()
     save_checkpoint(model, root / "scorer", {"embedder_model_id": "tiny"})
     return OnnxScorer(export_scorer(root / "scorer", root / "export" / "scorer"), chunk_size=8)
 

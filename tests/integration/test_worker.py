@@ -60,8 +60,9 @@ def test_ingest_writes_every_width_with_typed_attrs(encoder, tmp_path: Path) -> 
     hits = milvus.client.query("items_d8", filter='category == "a" and rank >= 9',
                                output_fields=["id"])
     assert sorted(h["id"] for h in hits) == [f"item-{i}" for i in (12, 15, 18, 21, 24, 27, 9)]
+    # 2x2 spatial cells + the colour cell
     local = milvus.client.query("items_d32", filter='id == "item-0"', output_fields=["local"])
-    cells = np.frombuffer(base64.b64decode(local[0]["local"]), dtype="<f2").reshape(4, 8)
+    cells = np.frombuffer(base64.b64decode(local[0]["local"]), dtype="<f2").reshape(5, 8)
     np.testing.assert_allclose(np.linalg.norm(cells.astype(np.float32), axis=1), 1, atol=2e-3)
     # the stored full-width vector is what the encoder gives for that item
     item = json.loads(manifest.read_text().splitlines()[0])

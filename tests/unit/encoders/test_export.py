@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_manifest_describes_the_model(tiny_model: tuple[Path, Path]) -> None:
     data = json.loads((export_dir / "manifest.json").read_text())
     assert data["widths"] == [8, 16, 32] and data["image_input_size"] == 32
     assert set(data["files"]) == {"image.onnx", "text.onnx", "tokenizer.json"}
-    assert data["local_features"] == {"cells": 4, "dim": 8}
+    assert data["local_features"] == {"cells": 5, "dim": 8}  # 2x2 cells + colour
 
 
 def test_reexport_is_the_same_model(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
@@ -55,8 +56,7 @@ def test_changed_head_is_a_different_model(tiny_model: tuple[Path, Path], tmp_pa
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
     heads = HeadSet.load(copy)
-    HeadSet(LinearHead(heads.image.mean, heads.image.weight * 2), heads.text,
-            heads.local).save(copy)
+    replace(heads, image=LinearHead(heads.image.mean, heads.image.weight * 2)).save(copy)
     changed = export_onnx(copy, tmp_path / "export")
     original = ModelManifest.load(export_dir)
     assert changed.model_id != original.model_id

@@ -59,7 +59,7 @@ def test_every_width_prefix_is_a_unit_vector(encoders_pair: tuple[Encoder, Encod
     full = result.vectors
     np.testing.assert_allclose(result.at_width(8), full[:, :8] / np.linalg.norm(
         full[:, :8], axis=1, keepdims=True), rtol=1e-5)
-    assert result.local.shape == (4, 4, 8)
+    assert result.local.shape == (4, 5, 8)  # 2x2 cells + the colour cell
     np.testing.assert_allclose(np.linalg.norm(result.local, axis=-1), 1.0, atol=1e-5)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,43 @@ def test_bad_reranker_flags_are_named(flags: list[str], named: str, tmp_path: Pa
     assert main(["train", "reranker", *flags, "--out", str(tmp_path / "out")]) == 2
     assert named in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_colour_cell_is_compared_whole_and_moves_the_score() -> None:
+    """With colour on, the last local row is the colour descriptor: a candidate whose
+    colour matches the query's outranks its twin that differs only there."""
+    config = ScorerConfig(width=32, cells=5, local_dim=8, d_model=32, colour=True)
+    torch.manual_seed(0)
+    model = ListwiseScorer(config).eval()
+    with torch.no_grad():
+        model.colour_scale.fill_(5.0)
+    rng = np.random.default_rng(0)
+    query = torch.from_numpy(unit(rng.standard_normal((1, 32))))
+    local = torch.from_numpy(unit(rng.standard_normal((1, 5, 8))))
+    twin = torch.from_numpy(unit(query.numpy() + 0.3 * rng.standard_normal((1, 32))))
+    cands = twin.repeat(1, 2, 1).reshape(1, 2, 32)
+    cand_local = local.repeat(1, 2, 1, 1).reshape(1, 2, 5, 8).clone()
+    cand_local[0, 1, -1] = -local[0, -1]  # the second twin's colour is the opposite
+    _, calibrated = model(query, local, torch.ones(1), cands, cand_local, torch.ones(1, 2),
+                          torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool))
+    assert calibrated[0, 0] > calibrated[0, 1] + 5.0  # 5 * (cos 1 - cos -1), less the rest
+    no_local = model(query, local, torch.zeros(1), cands, cand_local, torch.ones(1, 2),
+                     torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool))[1]
+    assert torch.allclose(no_local[0, 0], no_local[0, 1])  # masked: no colour evidence
+
+
+def test_an_ablation_saved_with_the_shipped_meta_loads_as_itself(tmp_path: Path) -> None:
+    """The benchmark saves ablations with the shipped scorer's info; the variant's own
+    switches must survive the save, and its graph (no cross-attention) must run on ORT."""
+    from rerank.scorer.export import load_checkpoint
+
+    ablation = replace(CONFIG, cross_attention=False, use_local=False)
+    save_checkpoint(ListwiseScorer(ablation).eval(), tmp_path / "ckpt",
+                    {"config": CONFIG.to_json(), "embedder_model_id": "tiny"})
+    loaded, meta = load_checkpoint(tmp_path / "ckpt")
+    assert loaded.config == ablation and meta["embedder_model_id"] == "tiny"
+    scorer = OnnxScorer(export_scorer(tmp_path / "ckpt", tmp_path / "onnx"), chunk_size=8)
+    queries, gallery = synthetic_sides()
+    probs = scorer.rerank(queries.vectors[0], None, gallery.vectors[:12], gallery.local[:12],
+                          np.zeros(12, bool), np.zeros(12, np.float32))
+    assert probs.shape == (12,) and np.isfinite(probs).all()
