@@ -180,8 +180,12 @@ def cmd_train_colour(args: argparse.Namespace, config) -> int:  # noqa: ANN001 -
     if not (Path(model_dir) / "model.json").is_file():
         print(f"--model-dir: no model.json in {model_dir}", file=sys.stderr)
         return 2
-    items = read_train_items(args.manifest)
-    add_colour_head(Path(model_dir), items)
+    try:  # no train items, or fewer identities than local dims
+        items = read_train_items(args.manifest)
+        add_colour_head(Path(model_dir), items)
+    except ValueError as exc:
+        print(f"mmsearch train colour: {exc}", file=sys.stderr)
+        return 2
     print(f"colour head fitted on {len(items.images)} train items; {model_dir} now has "
           f"{ModelConfig.load(Path(model_dir)).local.cells} local cells; run `mmsearch "
           "export` and re-ingest")

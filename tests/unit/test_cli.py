@@ -9,7 +9,8 @@ import pytest
 
 from mmsearch.cli import build_parser, main
 
-SUBCOMMANDS = [["data"], ["train", "baseline"], ["train", "encoder"], ["train", "reranker"],
+SUBCOMMANDS = [["data"], ["train", "baseline"], ["train", "encoder"], ["train", "colour"],
+               ["train", "reranker"],
                ["export"], ["ingest"], ["collections"], ["lite-server"], ["serve"], ["search"],
                ["index"], *(["index", a] for a in ("show", "bench", "recommend", "rebuild",
                                                     "rollback", "funnel")), ["bench"]]
@@ -34,3 +35,20 @@ def test_bad_config_is_a_clean_error(tmp_path, capsys: pytest.CaptureFixture[str
     config.write_text("limits:\n  max_top_k: nope\n")
     assert main(["export", "--config", str(config)]) == 1
     assert "limits.max_top_k" in capsys.readouterr().err
+
+
+def test_train_colour_names_the_bad_flag(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.jsonl"
+    assert main(["train", "colour", "--manifest", str(missing)]) == 2
+    assert "--manifest" in capsys.readouterr().err
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("")
+    assert main(["train", "colour", "--manifest", str(manifest),
+                 "--model-dir", str(tmp_path / "empty")]) == 2
+    assert "--model-dir: no model.json" in capsys.readouterr().err
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.json").write_text("{}")
+    assert main(["train", "colour", "--manifest", str(manifest),
+                 "--model-dir", str(model_dir)]) == 2
+    assert "no train-split items" in capsys.readouterr().err
