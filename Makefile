@@ -80,12 +80,12 @@ test-milvus-2.3: $(VENV)/.train $(MILVUS23_VENV)/.done
 # 64 concurrent gRPC clients for 60 s against the real sidecar (not in `make test`):
 # writes p50/p99, QPS, errors and memory into benchmarks/results/sidecar_latency.*
 load-test: data export
-	$(PY) benchmarks/sidecar_latency.py --clients 64 --load-seconds 60
+	$(PY) -m benchmarks.sidecar_latency --clients 64 --load-seconds 60
 
 bench: data export
-	$(PY) benchmarks/baseline_quality.py
-	$(PY) benchmarks/embedder_quality.py
-	$(PY) benchmarks/encoder_speed.py
+	$(PY) -m benchmarks.baseline_quality
+	$(PY) -m benchmarks.embedder_quality
+	$(PY) -m benchmarks.encoder_speed
 
 clean-venv:
 	rm -rf $(VENV)
@@ -99,5 +99,5 @@ bench-funnel-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 	  $(MILVUS23_VENV)/bin/python tests/integration/milvus_server_start.py \
 	     .cache/milvus23-bench 19530 > .cache/milvus23-bench.log 2>&1 & server=$$!; \
 	  until grep -q READY .cache/milvus23-bench.log; do sleep 1; done && \
-	  $(PY) benchmarks/funnel_milvus.py --uri http://127.0.0.1:19530 --items $(FUNNEL_ITEMS); \
+	  $(PY) -m benchmarks.funnel_milvus --uri http://127.0.0.1:19530 --items $(FUNNEL_ITEMS); \
 	  status=$$?; kill $$server; wait $$server; exit $$status'

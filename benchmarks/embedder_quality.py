@@ -11,25 +11,22 @@ exported ONNX models (what serving runs); raw and PCA from the tower's pooled fe
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
-from benchmarks.baseline_quality import DIRECTIONS, test_items  # noqa: E402
-from encoders import load_encoder  # noqa: E402
-from encoders.catalog import ModelConfig  # noqa: E402
-from encoders.data.records import read_manifest  # noqa: E402
-from encoders.features import image_features  # noqa: E402
-from encoders.heads import HeadSet  # noqa: E402
-from encoders.metrics import retrieval_metrics  # noqa: E402
-from encoders.mrl import at_width, l2_normalize  # noqa: E402
-from encoders.preprocess import ImageSpec  # noqa: E402
-from encoders.quantize import cosine_agreement  # noqa: E402
-from encoders.towers import load_image_tower  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write
+from benchmarks.baseline_quality import DIRECTIONS, test_items
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.data.records import read_manifest
+from mmsearch.encoders.features import image_features
+from mmsearch.encoders.heads import HeadSet
+from mmsearch.encoders.metrics import retrieval_metrics
+from mmsearch.encoders.mrl import at_width, l2_normalize
+from mmsearch.encoders.preprocess import ImageSpec
+from mmsearch.encoders.quantize import cosine_agreement
+from mmsearch.encoders.towers import load_image_tower
 
 VENDORS = ("google", "twitter", "openmoji")
 

@@ -8,18 +8,15 @@ the same code for every runtime). Same inputs, same thread count, same run.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
-from encoders import load_encoder  # noqa: E402
-from encoders.data.records import read_manifest  # noqa: E402
-from encoders.preprocess import image_to_array, load_rgb  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.data.records import read_manifest
+from mmsearch.encoders.preprocess import image_to_array, load_rgb
 
 
 def items_per_second(run, batch: int, repeats: int) -> float:  # noqa: ANN001
@@ -89,7 +86,7 @@ def int8_drift(runtimes: dict, pixels: np.ndarray, tokens) -> dict:  # noqa: ANN
     """Cosine between ONNX fp32 and int8 outputs on the same preprocessed batch."""
     if "onnxruntime int8" not in runtimes:
         return {}
-    from encoders.quantize import cosine_agreement
+    from mmsearch.encoders.quantize import cosine_agreement
 
     fp32, int8 = runtimes["onnxruntime fp32"], runtimes["onnxruntime int8"]
     pairs = {"image": (fp32._image_forward(pixels)[0], int8._image_forward(pixels)[0]),

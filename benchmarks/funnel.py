@@ -11,15 +11,12 @@ falls with the dimension index, as it does in the real vectors.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write
 
 
 def unit(x: np.ndarray) -> np.ndarray:

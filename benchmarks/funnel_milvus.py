@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
-from benchmarks.funnel import (  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write
+from benchmarks.funnel import (
     exact_top,
     make_data,
     plot,

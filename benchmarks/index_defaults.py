@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import markdown_table, write  # noqa: E402
-from encoders import load_encoder  # noqa: E402
-from encoders.data.records import read_manifest  # noqa: E402
+from benchmarks._report import markdown_table, write
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.data.records import read_manifest
 
 CANDIDATES = {
     "FLAT": ("FLAT", {}, {}),

@@ -10,24 +10,21 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
-from encoders import load_encoder  # noqa: E402
-from encoders.runtimes.base import Embeddings  # noqa: E402
-from plugin.connection import MilvusTarget, Retrying  # noqa: E402
-from plugin.index_spec import specs_for  # noqa: E402
-from plugin.schema import Layout  # noqa: E402
-from plugin.sources import open_source  # noqa: E402
-from plugin.validate import Candidate, RecordValidator  # noqa: E402
-from plugin.worker import IngestOptions, IngestWorker  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.runtimes.base import Embeddings
+from mmsearch.plugin.connection import MilvusTarget, Retrying
+from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.schema import Layout
+from mmsearch.plugin.sources import open_source
+from mmsearch.plugin.validate import Candidate, RecordValidator
+from mmsearch.plugin.worker import IngestOptions, IngestWorker
 
 
 def peak_mb() -> dict[str, float]:

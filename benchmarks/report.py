@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table
 
 REPORT = Path(__file__).resolve().parent / "report"
 RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
@@ -186,7 +184,8 @@ def plots(quality: dict | None, faiss: dict | None, milvus: dict | None,
 def run_all(names: tuple[str, ...]) -> None:
     for name in names:
         print(f"== {name}", flush=True)
-        subprocess.run([sys.executable, str(Path(__file__).parent / f"{name}.py")], check=True)
+        subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], check=True,
+                       cwd=Path(__file__).resolve().parents[1])
 
 
 def main() -> None:

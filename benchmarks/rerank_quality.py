@@ -6,15 +6,13 @@ is the DBA benchmark's business), 200 candidates; refine = full-width cosine; re
 scorer on the refined head (depth 64, chunks of the sidecar's default size, one ONNX
 batch). Ablations retrain the scorer without local features / without candidate-to-
 candidate attention / without the colour cell (same lists, seed and settings) and vary the
-chunk size at inference. ECE: 10
-equal-width bins of the calibrated probability over every reranked candidate. Speed: ONNX
-Runtime CPU, p50/p99 over 300 calls.
+chunk size at inference. ECE: 10 equal-width bins of the calibrated probability over every
+reranked candidate. Speed: ONNX Runtime CPU, p50/p99 over 300 calls.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -22,19 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
-from encoders import load_encoder  # noqa: E402
-from encoders.mrl import at_width  # noqa: E402
-from mmsearch.config import ServerConfig  # noqa: E402
-from rerank.scorer import OnnxScorer  # noqa: E402
-from rerank.scorer.export import export_scorer, load_checkpoint, save_checkpoint  # noqa: E402
-from rerank.scorer.model import ScorerConfig  # noqa: E402
-from rerank.train.command import joined, training_pairs  # noqa: E402
-from rerank.train.emoji import encode_fused, encode_side  # noqa: E402
-from rerank.train.lists import Side  # noqa: E402
-from rerank.train.loop import TrainSettings, train  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write
+from mmsearch.app.config import ServerConfig
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.mrl import at_width
+from mmsearch.rerank.scorer import OnnxScorer
+from mmsearch.rerank.scorer.export import export_scorer, load_checkpoint, save_checkpoint
+from mmsearch.rerank.scorer.model import ScorerConfig
+from mmsearch.rerank.train.command import joined, training_pairs
+from mmsearch.rerank.train.emoji import encode_fused, encode_side
+from mmsearch.rerank.train.lists import Side
+from mmsearch.rerank.train.loop import TrainSettings, train
 
 CANDIDATES, DEPTH = 200, 64
 SERVED = ServerConfig().chunk_size  # the sidecar's default chunk: the headline rows

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -20,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import RESULTS, markdown_table, write  # noqa: E402
+from benchmarks._report import RESULTS, markdown_table, write
 
 BACKOFF_S = 0.05
 
@@ -57,13 +54,13 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     args = parser.parse_args()
     import grpc
 
-    from mmsearch.config import load_config
+    from mmsearch.app.commands.ingest import cmd_ingest
+    from mmsearch.app.config import load_config
+    from mmsearch.app.wiring import build_pipeline, server_settings
+    from mmsearch.rerank.pipeline import SearchParams, SearchQuery
+    from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc
-    from plugin.commands import cmd_ingest
-    from rerank.pipeline import SearchParams, SearchQuery
-    from rerank.server import ServerSettings, Sidecar, build_server
-    from rerank.service import build_pipeline, server_settings
 
     work = Path(tempfile.mkdtemp(prefix="mmsearch-sidecar-bench-"))
     overrides = {"milvus": {"uri": str(work / "bench.db")}, "state_dir": str(work / "state"),

@@ -4,9 +4,9 @@ Importing this package is light (numpy, Pillow, tokenizers); torch, transformers
 onnxruntime and tensorrt are imported inside the loaders that need them.
 """
 
-from encoders.catalog import ModelConfig
-from encoders.errors import BackendMissingError, InputProblem, InvalidInputError
-from encoders.runtimes import Embeddings, Encoder, load_encoder
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.errors import BackendMissingError, InputProblem, InvalidInputError
+from mmsearch.encoders.runtimes import Embeddings, Encoder, load_encoder
 
 __all__ = [
     "BackendMissingError", "Embeddings", "Encoder", "InputProblem", "InvalidInputError",

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.catalog import ModelConfig
-from encoders.colour import image_histograms
-from encoders.features import image_features, text_features
-from encoders.heads import HeadSet, fit_pca_head
-from encoders.preprocess import ImageInput, ImageSpec
-from encoders.towers import load_image_tower, load_text_tower
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.colour import image_histograms
+from mmsearch.encoders.features import image_features, text_features
+from mmsearch.encoders.heads import HeadSet, fit_pca_head
+from mmsearch.encoders.preprocess import ImageInput, ImageSpec
+from mmsearch.encoders.towers import load_image_tower, load_text_tower
 
 
 def fit_baseline(config: ModelConfig, images: Sequence[ImageInput], captions: Sequence[str],

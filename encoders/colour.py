@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from encoders.heads import LinearHead
-from encoders.preprocess import ImageInput, ImageSpec, image_to_array, load_rgb
+from mmsearch.encoders.heads import LinearHead
+from mmsearch.encoders.preprocess import ImageInput, ImageSpec, image_to_array, load_rgb
 
 BINS = 12  # per channel, 1,728 joint bins; 8 per channel measured 1-2 points R@1 lower
 HISTOGRAM_DIM = BINS**3
@@ -28,6 +28,8 @@ POOL = 4  # histogram over 4x4-averaged pixels: a 224 input counts 56 x 56 pixel
 # pixels whose every channel is above this count as background (images arrive composited
 # on white: transparent PNGs, product shots)
 BACKGROUND = 0.96
+# ColourHistogram feeds the model's colour cell: TorchLinearHead(colour head), unit length,
+# appended as the last local row (encoders.modules.ImageEmbedder)
 
 
 class ColourHistogram(nn.Module):
@@ -47,25 +49,11 @@ class ColourHistogram(nn.Module):
         level = (rgb * BINS).floor().clamp(max=BINS - 1)
         onehot = (level[..., None] == self.edges).float()  # (B, P, 3, BINS)
         red, green, blue = onehot.unbind(2)
-        red_green = (red[..., :, None] * green[..., None, :]).flatten(2)  # (B, P, 64)
-        joint = (red_green * foreground[..., None]).transpose(1, 2) @ blue  # (B, 64, 8)
-        counts = joint.flatten(1)
+        red_green = (red[..., :, None] * green[..., None, :]).flatten(2)  # (B, P, BINS^2)
+        # the background mask goes on the narrow factor: BINS wide, not BINS^2
+        blue = blue * foreground[..., None]
+        counts = (red_green.transpose(1, 2) @ blue).flatten(1)  # (B, BINS^3)
         return (counts / counts.sum(-1, keepdim=True).clamp(min=1.0)).sqrt()
-
-
-class ColourCell(nn.Module):
-    """pixel_values -> (B, 1, dim) unit colour descriptor."""
-
-    def __init__(self, head: LinearHead, mean: tuple[float, ...], std: tuple[float, ...]
-                 ) -> None:
-        super().__init__()
-        self.histogram = ColourHistogram(mean, std)
-        self.register_buffer("head_mean", torch.from_numpy(head.mean.copy()))
-        self.register_buffer("weight", torch.from_numpy(head.weight.copy()))
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        projected = (self.histogram(pixel_values) - self.head_mean) @ self.weight
-        return F.normalize(projected, dim=-1)[:, None]
 
 
 def fit_colour_head(histograms: np.ndarray, labels: list[str] | np.ndarray, dim: int,
@@ -103,9 +91,8 @@ def fit_colour_head(histograms: np.ndarray, labels: list[str] | np.ndarray, dim:
 
 def image_histograms(images: Sequence[ImageInput], mean: tuple[float, ...],
                      std: tuple[float, ...], size: int, batch_size: int = 64) -> np.ndarray:
-    """(N, 512) histograms of images, preprocessed exactly as the image model's input, so
-    a head fitted on them sees what the exported model computes."""
-
+    """(N, BINS**3) histograms of images, preprocessed exactly as the image model's input,
+    so a head fitted on them sees what the exported model computes."""
     spec = ImageSpec(size, mean, std)
     histogram = ColourHistogram(mean, std)
     out = []

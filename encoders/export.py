@@ -12,18 +12,23 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from encoders.catalog import (
+from mmsearch.encoders.catalog import (
     ImageTowerSpec,
     ModelConfig,
     TextTowerSpec,
     mobilenet_weights_file,
     resolve_text_path,
 )
-from encoders.heads import HEAD_FILE, HeadSet
-from encoders.manifest import FileEntry, ModelManifest, model_id, sha256_file
-from encoders.preprocess import ImageInput, ImageSpec
-from encoders.quantize import IMAGE_INT8, TEXT_INT8, quantize_image_model, quantize_text_model
-from encoders.towers import load_model_image_tower, load_text_tower, require_torch
+from mmsearch.encoders.heads import HEAD_FILE, HeadSet
+from mmsearch.encoders.manifest import FileEntry, ModelManifest, model_id, sha256_file
+from mmsearch.encoders.preprocess import ImageInput, ImageSpec
+from mmsearch.encoders.quantize import (
+    IMAGE_INT8,
+    TEXT_INT8,
+    quantize_image_model,
+    quantize_text_model,
+)
+from mmsearch.encoders.towers import load_model_image_tower, load_text_tower, require_torch
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -67,7 +72,7 @@ def export_onnx(model_dir: Path, out_dir: Path,
     require_torch()
     import torch
 
-    from encoders.modules import TextEmbedder, image_embedder
+    from mmsearch.encoders.modules import TextEmbedder, image_embedder
 
     config = ModelConfig.load(model_dir)
     heads = HeadSet.load(model_dir)

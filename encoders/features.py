@@ -7,8 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from encoders.preprocess import ImageInput, ImageSpec, TextTokenizer, image_to_array, load_rgb
-from encoders.towers.base import ImageTower, TextTower
+from mmsearch.encoders.preprocess import (
+    ImageInput,
+    ImageSpec,
+    TextTokenizer,
+    image_to_array,
+    load_rgb,
+)
+from mmsearch.encoders.towers.base import ImageTower, TextTower
 
 
 def image_features(tower: ImageTower, spec: ImageSpec, images: Sequence[ImageInput],

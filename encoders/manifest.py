@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoders.catalog import ModelConfig
-from encoders.errors import ModelMismatchError
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.errors import ModelMismatchError
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1

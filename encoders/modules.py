@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from encoders.catalog import ModelConfig
-from encoders.colour import ColourCell
-from encoders.heads import HeadSet, LinearHead
-from encoders.towers.base import ImageTower, TextTower
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.colour import ColourHistogram
+from mmsearch.encoders.heads import HeadSet, LinearHead
+from mmsearch.encoders.towers.base import ImageTower, TextTower
 
 
 class TorchLinearHead(nn.Module):
@@ -31,19 +31,21 @@ class ImageEmbedder(nn.Module):
     with a colour cell, it is the last local row."""
 
     def __init__(self, tower: ImageTower, head: LinearHead, local_head: LinearHead,
-                 colour: ColourCell | None = None) -> None:
+                 colour: tuple[ColourHistogram, LinearHead] | None = None) -> None:
         super().__init__()
         self.tower = tower
         self.head = TorchLinearHead(head)
         self.local_head = TorchLinearHead(local_head)
-        self.colour = colour
+        self.colour_histogram = colour[0] if colour else None
+        self.colour_head = TorchLinearHead(colour[1]) if colour else None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled, cells = self.tower(pixel_values)
-        local = F.normalize(self.local_head(cells), dim=-1)
-        if self.colour is not None:
-            local = torch.cat([local, self.colour(pixel_values)], 1)
-        return self.head(pooled), local
+        local = self.local_head(cells)
+        if self.colour_histogram is not None and self.colour_head is not None:
+            colour = self.colour_head(self.colour_histogram(pixel_values))
+            local = torch.cat([local, colour[:, None]], 1)
+        return self.head(pooled), F.normalize(local, dim=-1)
 
 
 def image_embedder(tower: ImageTower, heads: HeadSet, config: ModelConfig) -> ImageEmbedder:
@@ -53,7 +55,8 @@ def image_embedder(tower: ImageTower, heads: HeadSet, config: ModelConfig) -> Im
         if heads.colour is None:
             raise ValueError(f"model {config.name}: local.colour is on but heads.safetensors "
                              "has no colour head (run `mmsearch train colour`)")
-        colour = ColourCell(heads.colour, config.image_tower.mean, config.image_tower.std)
+        colour = (ColourHistogram(config.image_tower.mean, config.image_tower.std),
+                  heads.colour)
     return ImageEmbedder(tower, heads.image, heads.local, colour)
 
 

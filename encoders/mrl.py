@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from encoders.catalog import FusionSpec
+from mmsearch.encoders.catalog import FusionSpec
 
 _EPS = 1e-12
 

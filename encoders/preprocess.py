@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from encoders.errors import ImageDecodeError, ImageSizeError, TextInputError
+from mmsearch.encoders.errors import ImageDecodeError, ImageSizeError, TextInputError
 
 MAX_PIXELS = 40_000_000
 """Images above this many pixels are refused before decoding (decompression bombs)."""

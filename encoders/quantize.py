@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.errors import BackendMissingError
-from encoders.preprocess import ImageInput, ImageSpec, image_to_array, load_rgb
+from mmsearch.encoders.errors import BackendMissingError
+from mmsearch.encoders.preprocess import ImageInput, ImageSpec, image_to_array, load_rgb
 
 log = logging.getLogger(__name__)
 IMAGE_INT8 = "image.int8.onnx"

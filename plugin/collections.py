@@ -13,9 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from encoders.errors import MmsearchError, ModelMismatchError
-from plugin.index_spec import IndexSpec
-from plugin.schema import (
+from mmsearch.encoders.errors import MmsearchError, ModelMismatchError
+from mmsearch.plugin.index_spec import IndexSpec
+from mmsearch.plugin.schema import (
     INDEX_PROPERTY,
     MODEL_ID_PROPERTY,
     WIDTH_PROPERTY,

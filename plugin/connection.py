@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from encoders.errors import MmsearchError
+from mmsearch.encoders.errors import MmsearchError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,7 +76,7 @@ def milvus_lite_executable() -> str:
     sibling = Path(sys.executable).with_name("milvus-lite")
     found = str(sibling) if sibling.is_file() else shutil.which("milvus-lite")
     if found is None:
-        from encoders.errors import BackendMissingError
+        from mmsearch.encoders.errors import BackendMissingError
 
         raise BackendMissingError("milvus-lite (its server command)", "pip install milvus-lite")
     return found

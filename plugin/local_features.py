@@ -11,7 +11,7 @@ import base64
 
 import numpy as np
 
-from encoders.catalog import LocalSpec
+from mmsearch.encoders.catalog import LocalSpec
 
 
 def encode_local(local: np.ndarray, has_image: bool) -> str:

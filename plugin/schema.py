@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from encoders.errors import ConfigError
+from mmsearch.encoders.errors import ConfigError
 
 ID_MAX = 512
 LABEL_MAX = 512

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin.validate import Rejection
+from mmsearch.plugin.validate import Rejection
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin.schema import ID_MAX, LABEL_MAX, check_attr_value
-from plugin.sources import RawRecord
+from mmsearch.plugin.schema import ID_MAX, LABEL_MAX, check_attr_value
+from mmsearch.plugin.sources import RawRecord
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 

@@ -20,17 +20,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from encoders.errors import ConfigError
-from encoders.runtimes.base import Embeddings, Encoder
-from plugin.collections import ensure_collections, ensure_loaded, existing_attrs
-from plugin.connection import Retrying
-from plugin.index_spec import IndexSpec
-from plugin.local_features import encode_local
-from plugin.metrics import WorkerMetrics
-from plugin.schema import ZERO_VALUES, Layout, attr_type_of, server_supports_nullable
-from plugin.sources import RawRecord, Source
-from plugin.state import Checkpoint, StateStore
-from plugin.validate import Candidate, RecordValidator, Rejection, check_attrs
+from mmsearch.encoders.errors import ConfigError
+from mmsearch.encoders.runtimes.base import Embeddings, Encoder
+from mmsearch.plugin.collections import ensure_collections, ensure_loaded, existing_attrs
+from mmsearch.plugin.connection import Retrying
+from mmsearch.plugin.index_spec import IndexSpec
+from mmsearch.plugin.local_features import encode_local
+from mmsearch.plugin.metrics import WorkerMetrics
+from mmsearch.plugin.schema import ZERO_VALUES, Layout, attr_type_of, server_supports_nullable
+from mmsearch.plugin.sources import RawRecord, Source
+from mmsearch.plugin.state import Checkpoint, StateStore
+from mmsearch.plugin.validate import Candidate, RecordValidator, Rejection, check_attrs
 
 log = logging.getLogger(__name__)
 

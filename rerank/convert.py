@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from mmsearch.rerank.errors import ValidationError
+from mmsearch.rerank.pipeline import Hit, SearchParams, SearchQuery, SearchResult
 from mmsearch.v1 import search_pb2 as pb
-from rerank.errors import ValidationError
-from rerank.pipeline import Hit, SearchParams, SearchQuery, SearchResult
 
 # grpcio reports "no deadline" as ~9.2e18 s remaining, not None
 NO_GRPC_DEADLINE_S = 1e9

@@ -6,8 +6,8 @@ not listed here is unexpected and becomes INTERNAL (logged with its traceback).
 
 from __future__ import annotations
 
-from encoders.errors import InvalidInputError, MmsearchError, ModelMismatchError
-from plugin.connection import MilvusUnavailableError
+from mmsearch.encoders.errors import InvalidInputError, MmsearchError, ModelMismatchError
+from mmsearch.plugin.connection import MilvusUnavailableError
 
 
 class RequestError(MmsearchError):

@@ -15,15 +15,15 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from encoders.errors import InvalidInputError, ModelMismatchError
-from encoders.mrl import at_width, l2_normalize
-from encoders.runtimes.base import Encoder
-from plugin.collections import ensure_loaded
-from plugin.connection import Retrying, is_unavailable
-from plugin.index_spec import IndexSpec, search_params_for
-from plugin.local_features import decode_local
-from plugin.schema import MODEL_ID_PROPERTY, Layout
-from rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
+from mmsearch.encoders.errors import InvalidInputError, ModelMismatchError
+from mmsearch.encoders.mrl import at_width, l2_normalize
+from mmsearch.encoders.runtimes.base import Encoder
+from mmsearch.plugin.collections import ensure_loaded
+from mmsearch.plugin.connection import Retrying, is_unavailable
+from mmsearch.plugin.index_spec import IndexSpec, search_params_for
+from mmsearch.plugin.local_features import decode_local
+from mmsearch.plugin.schema import MODEL_ID_PROPERTY, Layout
+from mmsearch.rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
 
 MAX_FILTER_CHARS = 4096
 T = TypeVar("T")

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from encoders.mrl import l2_normalize
+from mmsearch.encoders.mrl import l2_normalize
+from mmsearch.plugin.local_features import decode_local
+from mmsearch.rerank.convert import deadline_from, query_from_pb
+from mmsearch.rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
+from mmsearch.rerank.pipeline import SearchPipeline
 from mmsearch.v1 import search_pb2 as pb
-from plugin.local_features import decode_local
-from rerank.convert import deadline_from, query_from_pb
-from rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
-from rerank.pipeline import SearchPipeline
 
 
 def rerank_request(pipeline: SearchPipeline, request: pb.RerankRequest,

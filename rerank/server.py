@@ -21,16 +21,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mmsearch import __version__
-from mmsearch.v1 import search_pb2 as pb
-from rerank.convert import params_from_pb, query_from_pb, search_response
-from rerank.errors import (
+from mmsearch.rerank.convert import params_from_pb, query_from_pb, search_response
+from mmsearch.rerank.errors import (
     OverloadedError,
     UnauthenticatedError,
     ValidationError,
     status_for,
 )
-from rerank.metrics import SidecarMetrics
-from rerank.pipeline import SearchPipeline
+from mmsearch.rerank.metrics import SidecarMetrics
+from mmsearch.rerank.pipeline import SearchPipeline
+from mmsearch.v1 import search_pb2 as pb
 
 log = logging.getLogger(__name__)
 SERVICES = ("mmsearch.v1.SearchService", "mmsearch.v1.RerankService", "mmsearch.v1.InfoService")
@@ -132,7 +132,7 @@ class Sidecar:
 
     def rerank(self, request: pb.RerankRequest, context: grpc.ServicerContext
                ) -> pb.RerankResponse:
-        from rerank.rerank_rpc import rerank_request
+        from mmsearch.rerank.rerank_rpc import rerank_request
 
         return rerank_request(self.pipeline, request, context.time_remaining(),
                               self.settings.default_deadline_ms)

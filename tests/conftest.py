@@ -2,55 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<|endoftext|>"] + [
-    "a", "red", "green", "blue", "face", "cat", "dog", "heart", "star", "smiling", "with",
-    "skin", "tone", "light", "dark", "medium", "man", "woman", "flag", "of", ":", ",", "-",
-]
-
-
-def write_tokenizer(folder: Path, eos: bool = False) -> Path:
-    """A real WordPiece tokenizer.json over a tiny vocabulary."""
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-
-    vocab = {token: i for i, token in enumerate(VOCAB)}
-    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    closing = "<|endoftext|>" if eos else "[SEP]"
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"[CLS] $A {closing}", special_tokens=[("[CLS]", 2), (closing, vocab[closing])])
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tokenizer.json"
-    tokenizer.save(str(path))
-    return path
-
-
-def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def random_images(count: int, seed: int = 0, size: int = 48) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        pixels[: size // 2] = rng.integers(0, 256, 3, dtype=np.uint8)  # some structure
-        images.append(png_bytes(Image.fromarray(pixels)))
-    return images
-
-
-CAPTIONS = ["red face", "green cat", "blue dog", "a heart", "star with skin tone",
-            "smiling man", "dark woman", "flag of a star", "medium light heart", "cat dog"]
+from support.data import CAPTIONS, VOCAB, random_images, write_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +44,8 @@ def tiny_clip_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fit_and_export(config, root: Path) -> tuple[Path, Path]:  # noqa: ANN001
-    from encoders.baseline import fit_baseline
-    from encoders.export import export_onnx
+    from mmsearch.encoders.baseline import fit_baseline
+    from mmsearch.encoders.export import export_onnx
 
     model_dir = root / "model"
     fit_baseline(config, random_images(24, seed=1), CAPTIONS, model_dir)
@@ -104,7 +60,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_text_folder: Path
     """(model_dir, export_dir): random MobileNetV2 at 32 px + tiny BERT, PCA heads to 32."""
     import torch
 
-    from encoders.catalog import ImageTowerSpec, LocalSpec, ModelConfig, TextTowerSpec
+    from mmsearch.encoders.catalog import ImageTowerSpec, LocalSpec, ModelConfig, TextTowerSpec
 
     torch.manual_seed(0)
     config = ModelConfig(
@@ -113,7 +69,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_text_folder: Path
         width_max=32, widths=(8, 16, 32), local=LocalSpec(grid=2, dim=8, colour=True))
     # the random MobileNetV2 must be the same module at fit and export time
     weights = tmp_path_factory.mktemp("mnv2") / "random_mobilenetv2.pt"
-    from encoders.towers.mobilenet import MobileNetV2Tower
+    from mmsearch.encoders.towers.mobilenet import MobileNetV2Tower
 
     torch.save(MobileNetV2Tower(grid=2).state_dict(), weights)
     config = config.with_towers(image=ImageTowerSpec("mobilenetv2", str(weights), 32))
@@ -124,8 +80,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_text_folder: Path
 def tiny_clip_model(tmp_path_factory: pytest.TempPathFactory, tiny_clip_folder: Path
                     ) -> tuple[Path, Path]:
     """A user's local CLIP folder through the same interface (hf_vision + hf_clip_text)."""
-    from encoders.catalog import ImageTowerSpec, LocalSpec, ModelConfig, TextTowerSpec
-    from encoders.towers.hf_vision import image_spec_from_folder
+    from mmsearch.encoders.catalog import ImageTowerSpec, LocalSpec, ModelConfig, TextTowerSpec
+    from mmsearch.encoders.towers.hf_vision import image_spec_from_folder
 
     image = image_spec_from_folder(tiny_clip_folder, ImageTowerSpec(input_size=32))
     config = ModelConfig(

@@ -15,8 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from encoders.data.npm import fetch_npm_package
-from encoders.data.records import ItemRecord, split_of, write_manifest
+from mmsearch.encoders.data.npm import fetch_npm_package
+from mmsearch.encoders.data.records import ItemRecord, split_of, write_manifest
 
 EMOJI_VERSION = "16.0.0"
 VENDORS = ("google", "twitter")

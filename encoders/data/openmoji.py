@@ -10,10 +10,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from encoders.data.emoji import EMOJI_VERSION, identities
-from encoders.data.npm import fetch_npm_package
-from encoders.data.records import ItemRecord, split_of, write_manifest
-from encoders.errors import BackendMissingError
+from mmsearch.encoders.data.emoji import EMOJI_VERSION, identities
+from mmsearch.encoders.data.npm import fetch_npm_package
+from mmsearch.encoders.data.records import ItemRecord, split_of, write_manifest
+from mmsearch.encoders.errors import BackendMissingError
 
 OPENMOJI_VERSION = "17.0.0"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from encoders.runtimes.base import Embeddings, Encoder
+from mmsearch.encoders.runtimes.base import Embeddings, Encoder
 
 RUNTIMES = ("onnx", "torch", "tensorrt")
 
@@ -24,17 +24,17 @@ def load_encoder(runtime: str, *, model_dir: Path | None = None, export_dir: Pat
     if runtime == "torch":
         if model_dir is None:
             raise ValueError("the torch runtime needs model_dir")
-        from encoders.runtimes.torch_runtime import TorchEncoder
+        from mmsearch.encoders.runtimes.torch_runtime import TorchEncoder
 
         return TorchEncoder(model_dir, batch_size, device, threads)
     if export_dir is None:
         raise ValueError(f"the {runtime} runtime needs export_dir (run `mmsearch export`)")
     if runtime == "onnx":
-        from encoders.runtimes.onnx_runtime import OnnxEncoder
+        from mmsearch.encoders.runtimes.onnx_runtime import OnnxEncoder
 
         return OnnxEncoder(export_dir, batch_size, device, threads, precision)
     if runtime == "tensorrt":
-        from encoders.runtimes.tensorrt_runtime import TensorRTEncoder
+        from mmsearch.encoders.runtimes.tensorrt_runtime import TensorRTEncoder
 
         return TensorRTEncoder(export_dir, batch_size)
     raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")

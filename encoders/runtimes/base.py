@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from encoders.catalog import ModelConfig
-from encoders.errors import InputProblem, InvalidInputError
-from encoders.mrl import at_width, fuse
-from encoders.preprocess import (
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.errors import InputProblem, InvalidInputError
+from mmsearch.encoders.mrl import at_width, fuse
+from mmsearch.encoders.preprocess import (
     ImageInput,
     ImageSpec,
     TextTokenizer,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.errors import BackendMissingError
-from encoders.manifest import ModelManifest
-from encoders.preprocess import TextTokenizer
-from encoders.runtimes.base import Encoder
+from mmsearch.encoders.errors import BackendMissingError
+from mmsearch.encoders.manifest import ModelManifest
+from mmsearch.encoders.preprocess import TextTokenizer
+from mmsearch.encoders.runtimes.base import Encoder
 
 log = logging.getLogger(__name__)
 

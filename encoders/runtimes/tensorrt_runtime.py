@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from encoders.errors import BackendMissingError
-from encoders.manifest import FileEntry, ModelManifest, sha256_file
-from encoders.preprocess import TextTokenizer
-from encoders.runtimes.base import Encoder
+from mmsearch.encoders.errors import BackendMissingError
+from mmsearch.encoders.manifest import FileEntry, ModelManifest, sha256_file
+from mmsearch.encoders.preprocess import TextTokenizer
+from mmsearch.encoders.runtimes.base import Encoder
 
 TENSORRT_PIP = "pip install 'mmsearch[tensorrt]'  (TensorRT comes from NVIDIA's package index)"
 ENGINES = {"image": "image.fp16.engine", "text": "text.fp16.engine"}

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.catalog import ModelConfig
-from encoders.heads import HeadSet
-from encoders.preprocess import TextTokenizer
-from encoders.runtimes.base import Encoder
-from encoders.towers import load_model_image_tower, load_text_tower, require_torch
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.heads import HeadSet
+from mmsearch.encoders.preprocess import TextTokenizer
+from mmsearch.encoders.runtimes.base import Encoder
+from mmsearch.encoders.towers import load_model_image_tower, load_text_tower, require_torch
 
 
 class TorchEncoder(Encoder):
@@ -21,7 +21,7 @@ class TorchEncoder(Encoder):
         require_torch()
         import torch
 
-        from encoders.modules import TextEmbedder, image_embedder
+        from mmsearch.encoders.modules import TextEmbedder, image_embedder
 
         if threads:
             torch.set_num_threads(threads)
@@ -35,7 +35,7 @@ class TorchEncoder(Encoder):
         self._torch = torch
         tokenizer = TextTokenizer(text_tower.tokenizer_file, text_tower.max_length)
         super().__init__(config, tokenizer, batch_size)
-        from encoders.export import compute_model_id
+        from mmsearch.encoders.export import compute_model_id
 
         self.model_id = compute_model_id(model_dir, config)
 

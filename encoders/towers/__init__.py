@@ -9,16 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from encoders.catalog import ImageTowerSpec, ModelConfig, TextTowerSpec
+from mmsearch.encoders.catalog import ImageTowerSpec, ModelConfig, TextTowerSpec
 
 if TYPE_CHECKING:
-    from encoders.towers.base import ImageTower, TextTower
+    from mmsearch.encoders.towers.base import ImageTower, TextTower
 
 TORCH_PIP = "pip install 'mmsearch[train]'  (after: pip install torch==2.13.0)"
 
 
 def require_torch() -> None:
-    from encoders.errors import BackendMissingError
+    from mmsearch.encoders.errors import BackendMissingError
 
     try:
         import torch  # noqa: F401
@@ -30,17 +30,17 @@ def require_torch() -> None:
 def load_image_tower(spec: ImageTowerSpec, grid: int) -> ImageTower:
     require_torch()
     if spec.kind == "mobilenetv2":
-        from encoders.towers.mobilenet import load_mobilenet_tower
+        from mmsearch.encoders.towers.mobilenet import load_mobilenet_tower
 
         return load_mobilenet_tower(spec, grid)
-    from encoders.towers.hf_vision import load_hf_vision_tower
+    from mmsearch.encoders.towers.hf_vision import load_hf_vision_tower
 
     return load_hf_vision_tower(spec, grid)
 
 
 def load_text_tower(spec: TextTowerSpec) -> TextTower:
     require_torch()
-    from encoders.towers.hf_text import load_hf_text_tower
+    from mmsearch.encoders.towers.hf_text import load_hf_text_tower
 
     return load_hf_text_tower(spec)
 

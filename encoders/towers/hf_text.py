@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from encoders.catalog import TextTowerSpec, resolve_text_path
-from encoders.towers.base import TextTower
+from mmsearch.encoders.catalog import TextTowerSpec, resolve_text_path
+from mmsearch.encoders.towers.base import TextTower
 
 
 class MeanPooledTextTower(TextTower):

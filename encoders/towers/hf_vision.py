@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from encoders.catalog import ImageTowerSpec
-from encoders.towers.base import ImageTower
+from mmsearch.encoders.catalog import ImageTowerSpec
+from mmsearch.encoders.towers.base import ImageTower
 
 
 class HfVisionTower(ImageTower):

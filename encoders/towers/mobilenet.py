@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from encoders.catalog import ImageTowerSpec, mobilenet_weights_file
-from encoders.towers.base import ImageTower
+from mmsearch.encoders.catalog import ImageTowerSpec, mobilenet_weights_file
+from mmsearch.encoders.towers.base import ImageTower
 
 # (expansion t, channels c, repeats n, first stride s) — the MobileNetV2 paper's table
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),

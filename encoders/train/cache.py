@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from encoders.catalog import ModelConfig
-from encoders.features import text_features
-from encoders.preprocess import ImageSpec, image_to_array, load_rgb
-from encoders.towers.base import ImageTower, TextTower
-from encoders.train.augment import AugmentSpec, augment
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.features import text_features
+from mmsearch.encoders.preprocess import ImageSpec, image_to_array, load_rgb
+from mmsearch.encoders.towers.base import ImageTower, TextTower
+from mmsearch.encoders.train.augment import AugmentSpec, augment
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoders.catalog import FusionSpec, LocalSpec, ModelConfig
-from encoders.colour import fit_colour_head, image_histograms
-from encoders.data.records import read_manifest
-from encoders.heads import HeadSet, LinearHead, fit_pca_head
-from encoders.metrics import retrieval_metrics
-from encoders.mrl import at_width, fuse
-from encoders.preprocess import ImageSpec
-from encoders.towers import load_image_tower, load_text_tower
-from encoders.train.augment import AugmentSpec
-from encoders.train.cache import FeatureCache, FrozenTrunk, TrainItems, build_cache, cache_key
-from encoders.train.loop import TrainSettings, train_embedder
-from encoders.train.model import TrainableEmbedder, pretrained_tail, tail_outputs
+from mmsearch.encoders.catalog import FusionSpec, LocalSpec, ModelConfig
+from mmsearch.encoders.colour import fit_colour_head, image_histograms
+from mmsearch.encoders.data.records import read_manifest
+from mmsearch.encoders.heads import HeadSet, LinearHead, fit_pca_head
+from mmsearch.encoders.metrics import retrieval_metrics
+from mmsearch.encoders.mrl import at_width, fuse
+from mmsearch.encoders.preprocess import ImageSpec
+from mmsearch.encoders.towers import load_image_tower, load_text_tower
+from mmsearch.encoders.train.augment import AugmentSpec
+from mmsearch.encoders.train.cache import (
+    FeatureCache,
+    FrozenTrunk,
+    TrainItems,
+    build_cache,
+    cache_key,
+)
+from mmsearch.encoders.train.loop import TrainSettings, train_embedder
+from mmsearch.encoders.train.model import TrainableEmbedder, pretrained_tail, tail_outputs
 
 TEXT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 
@@ -170,13 +176,13 @@ def add_colour_head(model_dir: Path, items: TrainItems) -> ModelConfig:
     return config
 
 
-def cmd_train_colour(args: argparse.Namespace, config) -> int:  # noqa: ANN001 - Config
+def cmd_train_colour(args: argparse.Namespace, default_model_dir: Path) -> int:
     for manifest in args.manifest:
         if not Path(manifest).is_file():
             print(f"--manifest: {manifest} not found (run `mmsearch data emoji`)",
                   file=sys.stderr)
             return 2
-    model_dir = args.model_dir or Path(config.models.dir) / config.models.model
+    model_dir = args.model_dir or default_model_dir
     if not (Path(model_dir) / "model.json").is_file():
         print(f"--model-dir: no model.json in {model_dir}", file=sys.stderr)
         return 2
@@ -206,17 +212,18 @@ def check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def cmd_train_encoder(args: argparse.Namespace, config) -> int:  # noqa: ANN001 - Config
+def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_dir: Path
+                      ) -> int:
     problem = check_args(args)
     if problem:
         print(problem, file=sys.stderr)
         return 2
     items = read_train_items(args.manifest)
-    base = ModelConfig(widths=config.widths, width_max=config.widths[-1],
+    base = ModelConfig(widths=widths, width_max=widths[-1],
                        local=LocalSpec(colour=args.colour))
     settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,
                              seed=args.seed, progress=True)
-    out = args.out or Path(config.models.dir) / args.name
+    out = args.out or models_dir / args.name
     record = train_model(base, items, settings, args.views, args.tune_blocks, args.cache, out,
                          args.name).record
     manifests = {str(m): _sha256(Path(m)) for m in args.manifest}

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from encoders.train.cache import FeatureCache
-from encoders.train.losses import arcface_loss, info_nce, sample_prototypes
-from encoders.train.model import TrainableEmbedder
+from mmsearch.encoders.train.cache import FeatureCache
+from mmsearch.encoders.train.losses import arcface_loss, info_nce, sample_prototypes
+from mmsearch.encoders.train.model import TrainableEmbedder
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from encoders.heads import HeadSet, LinearHead
-from encoders.towers.base import ImageTower
+from mmsearch.encoders.heads import HeadSet, LinearHead
+from mmsearch.encoders.towers.base import ImageTower
 
 
 def tail_outputs(tail: nn.Module | None, grid: int, trunk: torch.Tensor

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from encoders.errors import MmsearchError
+from mmsearch.encoders.errors import MmsearchError
 
 
 class IndexBuildError(MmsearchError):

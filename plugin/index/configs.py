@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoders.errors import ConfigError
-from plugin.index_spec import INDEX_TYPES
+from mmsearch.encoders.errors import ConfigError
+from mmsearch.plugin.index_spec import INDEX_TYPES
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from plugin.index.exact import exact_top_k, read_vectors, recall_at
-from plugin.index_spec import IndexSpec, search_params_for
-from plugin.schema import Layout
+from mmsearch.plugin.index.exact import exact_top_k, read_vectors, recall_at
+from mmsearch.plugin.index_spec import IndexSpec, search_params_for
+from mmsearch.plugin.schema import Layout
 
 FETCH_ROWS = 1000
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from plugin.collections import count, ensure_loaded
-from plugin.index.build import build_and_load
-from plugin.index.exact import exact_top_k, iterate_rows, read_vectors, recall_at
-from plugin.index.versions import current_version, move_alias, versions
-from plugin.index_spec import IndexSpec, search_params_for
-from plugin.schema import (
+from mmsearch.plugin.collections import count, ensure_loaded
+from mmsearch.plugin.index.build import build_and_load
+from mmsearch.plugin.index.exact import exact_top_k, iterate_rows, read_vectors, recall_at
+from mmsearch.plugin.index.versions import current_version, move_alias, versions
+from mmsearch.plugin.index_spec import IndexSpec, search_params_for
+from mmsearch.plugin.schema import (
     INDEX_PROPERTY,
     Layout,
     attrs_from_fields,

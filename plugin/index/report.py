@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plugin.index.estimate import human
+from mmsearch.plugin.index.estimate import human
 
 
 def bench_stem(results_dir: Path, alias: str) -> Path:

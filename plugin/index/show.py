@@ -6,11 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from plugin.collections import count, describe_or_none
-from plugin.index.estimate import estimate_bytes, human
-from plugin.index.versions import current_version, versions
-from plugin.index_spec import INDEX_TYPES, IndexSpec
-from plugin.schema import INDEX_PROPERTY, Layout
+from mmsearch.plugin.collections import count, describe_or_none
+from mmsearch.plugin.index.estimate import estimate_bytes, human
+from mmsearch.plugin.index.versions import current_version, versions
+from mmsearch.plugin.index_spec import INDEX_TYPES, IndexSpec
+from mmsearch.plugin.schema import INDEX_PROPERTY, Layout
 
 # build params a server may report in describe_index, by index type
 BUILD_KEYS = ("M", "efConstruction", "nlist", "m", "nbits", "with_raw_data", "sq_type")

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from plugin.index.build import IndexBuildError, build_and_load
-from plugin.index.configs import CandidateConfig
-from plugin.index.estimate import estimate_bytes
-from plugin.index.exact import exact_top_k, read_vectors, recall_at
+from mmsearch.plugin.index.build import IndexBuildError, build_and_load
+from mmsearch.plugin.index.configs import CandidateConfig
+from mmsearch.plugin.index.estimate import estimate_bytes
+from mmsearch.plugin.index.exact import exact_top_k, read_vectors, recall_at
 
 INSERT_ROWS = 5000
 K = 100

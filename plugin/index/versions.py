@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from encoders.errors import MmsearchError
-from plugin.schema import Layout
+from mmsearch.encoders.errors import MmsearchError
+from mmsearch.plugin.schema import Layout
 
 
 class VersionError(MmsearchError):

@@ -1,5 +1,5 @@
 """The listwise scorer: torch model (training, reference) and ONNX Runtime scorer (serving)."""
 
-from rerank.scorer.runtime import OnnxScorer, ScorerFiles
+from mmsearch.rerank.scorer.runtime import OnnxScorer, ScorerFiles
 
 __all__ = ["OnnxScorer", "ScorerFiles"]

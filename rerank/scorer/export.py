@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from encoders.manifest import sha256_file
-from rerank.scorer.model import ListwiseScorer, ScorerConfig
-from rerank.scorer.runtime import INPUTS, ScorerFiles
+from mmsearch.encoders.manifest import sha256_file
+from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig
+from mmsearch.rerank.scorer.runtime import INPUTS, ScorerFiles
 
 CHECKPOINT = "scorer.safetensors"
 META = "scorer.json"
@@ -62,7 +62,7 @@ def export_scorer(checkpoint: Path, out_dir: Path, name: str = "scorer") -> Path
 def build_scorer_engine(folder: Path, chunk_size: int = 16, max_chunks: int = 64) -> Path:
     """fp16 TensorRT engine for the exported scorer (profile: 1..max_chunks chunks of up
     to chunk_size candidates), recorded with its hash in scorer.json."""
-    from encoders.runtimes.tensorrt_runtime import build_engine
+    from mmsearch.encoders.runtimes.tensorrt_runtime import build_engine
 
     files = ScorerFiles(Path(folder))
     meta = json.loads(files.meta.read_text())

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.errors import BackendMissingError, ModelMismatchError
-from encoders.manifest import sha256_file
+from mmsearch.encoders.errors import BackendMissingError, ModelMismatchError
+from mmsearch.encoders.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 INPUTS = ("query", "query_local", "query_local_mask", "cands", "cand_local", "cand_local_mask",

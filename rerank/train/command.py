@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders import load_encoder
-from encoders.runtimes.base import Encoder
-from mmsearch.config import Config
-from rerank.scorer.export import export_scorer, save_checkpoint
-from rerank.scorer.model import ScorerConfig
-from rerank.train.emoji import encode_fused, encode_side
-from rerank.train.lists import Lists, Side, mine
-from rerank.train.loop import TrainSettings, train
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.runtimes.base import Encoder
+from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
+from mmsearch.rerank.scorer.model import ScorerConfig
+from mmsearch.rerank.train.emoji import encode_fused, encode_side
+from mmsearch.rerank.train.lists import Lists, Side, mine
+from mmsearch.rerank.train.loop import TrainSettings, train
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +77,12 @@ def check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
+def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: Path) -> int:
     problem = check_args(args)
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    encoder = load_encoder("onnx", export_dir=config.models.export_dir)
+    encoder = load_encoder("onnx", export_dir=export_dir)
     pairs = training_pairs(encoder, Path(args.data), Path(args.cache), args.candidates,
                            args.fused_lists, args.query_views)
     queries, gallery, lists = joined(pairs)
@@ -106,7 +105,7 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
             "code_version": commit}
     out = Path(args.out)
     save_checkpoint(model, out, info)
-    exported = export_scorer(out, Path(config.models.dir) / "export" / out.name, out.name)
+    exported = export_scorer(out, models_dir / "export" / out.name, out.name)
     print(f"scorer trained on {len(lists.query)} lists (loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}); checkpoint {out}, ONNX {exported}")
     return 0

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.data.records import read_manifest
-from encoders.preprocess import load_rgb
-from encoders.runtimes.base import Encoder
-from encoders.train.augment import AugmentSpec, augment
-from rerank.train.lists import Side
+from mmsearch.encoders.data.records import read_manifest
+from mmsearch.encoders.preprocess import load_rgb
+from mmsearch.encoders.runtimes.base import Encoder
+from mmsearch.encoders.train.augment import AugmentSpec, augment
+from mmsearch.rerank.train.lists import Side
 
 
 def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Path | None,

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rerank.scorer.model import ListwiseScorer, ScorerConfig, listwise_loss
-from rerank.train.lists import Lists, Side
+from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig, listwise_loss
+from mmsearch.rerank.train.lists import Lists, Side
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ NEEDED = (ROOT / "data/emoji/google.jsonl", ROOT / "models/export/emoji-v1/manif
 
 
 def run_demo(work: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmsearch.cli", "demo", "--identities", "60",
+    return subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "demo", "--identities", "60",
                            "--work-dir", str(work), "--json", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sidecar_stack import WIDTHS
+from support.sidecar_stack import WIDTHS
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("go", "protoc", "protoc-gen-go", "protoc-gen-go-grpc")

@@ -18,21 +18,21 @@ import numpy as np
 import pytest
 import yaml
 
-from encoders import load_encoder
-from mmsearch.cli import main
+from mmsearch.app.cli import main
+from mmsearch.encoders import load_encoder
+from mmsearch.plugin.connection import MilvusTarget, Retrying, connect
+from mmsearch.plugin.index.exact import iterate_rows
+from mmsearch.plugin.index.versions import current_version, versions
+from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.schema import Layout
+from mmsearch.plugin.sources import open_source
+from mmsearch.plugin.worker import IngestOptions, IngestWorker
+from mmsearch.rerank.pipeline import Limits, SearchPipeline
+from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
-from plugin.connection import MilvusTarget, Retrying, connect
-from plugin.index.exact import iterate_rows
-from plugin.index.versions import current_version, versions
-from plugin.index_spec import specs_for
-from plugin.schema import Layout
-from plugin.sources import open_source
-from plugin.worker import IngestOptions, IngestWorker
-from rerank.pipeline import Limits, SearchPipeline
-from rerank.server import ServerSettings, Sidecar, build_server
-from tests.integration.conftest import write_items
-from tests.integration.test_worker_processes import free_port, start_lite_server
+from support.data import write_items
+from support.processes import free_port, start_lite_server
 
 WIDTHS = (8, 16, 32)
 LAYOUT = Layout("items", WIDTHS)
@@ -164,7 +164,7 @@ def sidecar_for(lite: dict) -> tuple[grpc.Server, int]:
 
 def index_command(lite: dict, *argv: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "MMSEARCH_WIDTHS": ",".join(map(str, WIDTHS))}
-    return subprocess.run([sys.executable, "-m", "mmsearch.cli", "index", *argv, "--uri",
+    return subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "index", *argv, "--uri",
                            lite["uri"]], env=environment, capture_output=True, text=True,
                           timeout=600)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import write_items
-from tests.integration.test_worker_processes import (
+from support.data import write_items
+from support.processes import (
     assert_complete,
     checkpoint,
     env,
@@ -94,7 +94,7 @@ def test_index_bench_and_rebuild_against_milvus_2_3(models_dir: Path, tmp_path: 
                                                                      "reorder_k": 100}]},
     ]))
     results = tmp_path / "bench"
-    bench = subprocess.run([sys.executable, "-m", "mmsearch.cli", "index", "bench", "--uri",
+    bench = subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "index", "bench", "--uri",
                             milvus_uri, "--width", "16", "--configs", str(configs),
                             "--results", str(results), "--queries", "50"],
                            env=env(), capture_output=True, text=True, timeout=900)
@@ -104,7 +104,7 @@ def test_index_bench_and_rebuild_against_milvus_2_3(models_dir: Path, tmp_path: 
     by_type = {c["index_type"]: c for c in payload["configs"]}
     assert "points" in by_type["IVF_PQ"] and "points" in by_type["SCANN"], by_type
     assert by_type["FLAT"]["points"][0]["recall@10"] == pytest.approx(1.0)
-    rebuild = subprocess.run([sys.executable, "-m", "mmsearch.cli", "index", "rebuild",
+    rebuild = subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "index", "rebuild",
                               "--uri", milvus_uri, "--width", "16", "--index-config",
                               '{"index_type": "IVF_FLAT", "params": {"nlist": 16}, '
                               '"search_params": {"nprobe": 16}}'],

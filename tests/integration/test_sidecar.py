@@ -15,11 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
+from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
-from rerank.server import ServerSettings, Sidecar, build_server
-from tests.conftest import CAPTIONS, png_bytes
-from tests.integration.sidecar_stack import WIDTHS, call_code, image_of
+from support.data import CAPTIONS, png_bytes
+from support.sidecar_stack import WIDTHS, call_code, image_of
 
 
 def test_health_reflection_and_info(stack: dict) -> None:
@@ -217,7 +217,7 @@ def test_bearer_token(stack: dict) -> None:
 def test_search_command_writes_one_line_per_query(stack: dict, models_dir: Path,
                                                   tmp_path: Path, through_server: bool,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmsearch.cli import main
+    from mmsearch.app.cli import main
 
     (tmp_path / "q.png").write_bytes(image_of(stack, 5))
     queries = tmp_path / "queries.jsonl"
@@ -275,7 +275,7 @@ def test_tls(stack: dict, tmp_path: Path) -> None:
 def test_prometheus_metrics_count_requests_stages_and_codes(stack: dict) -> None:
     from prometheus_client import CollectorRegistry
 
-    from rerank.metrics import SidecarMetrics
+    from mmsearch.rerank.metrics import SidecarMetrics
 
     registry = CollectorRegistry()
     sidecar = Sidecar(stack["pipeline"], ServerSettings("127.0.0.1:0"),

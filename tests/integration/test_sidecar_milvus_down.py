@@ -13,21 +13,21 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from encoders import load_encoder
-from mmsearch.demo import free_port
+from mmsearch.app.demo import free_port
+from mmsearch.app.wiring import milvus_health_probe
+from mmsearch.encoders import load_encoder
+from mmsearch.plugin.connection import MilvusTarget, Retrying
+from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.schema import Layout
+from mmsearch.plugin.sources import open_source
+from mmsearch.plugin.worker import IngestOptions, IngestWorker
+from mmsearch.rerank.pipeline import Limits, SearchPipeline
+from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
-from plugin.connection import MilvusTarget, Retrying
-from plugin.index_spec import specs_for
-from plugin.schema import Layout
-from plugin.sources import open_source
-from plugin.worker import IngestOptions, IngestWorker
-from rerank.pipeline import Limits, SearchPipeline
-from rerank.server import ServerSettings, Sidecar, build_server
-from rerank.service import milvus_health_probe
-from tests.integration.conftest import write_items
-from tests.integration.sidecar_stack import call_code
-from tests.integration.test_worker_processes import start_lite_server
+from support.data import write_items
+from support.processes import start_lite_server
+from support.sidecar_stack import call_code
 
 WIDTHS = (8, 16, 32)
 SERVING, NOT_SERVING = (health_pb2.HealthCheckResponse.SERVING,

@@ -11,13 +11,13 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mmsearch.app.commands.serve import retrying_channel
+from mmsearch.rerank.metrics import SidecarMetrics
+from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
+from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
-from rerank.commands import retrying_channel
-from rerank.metrics import SidecarMetrics
-from rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
-from rerank.server import ServerSettings, Sidecar, build_server
-from tests.integration.sidecar_stack import call_code
+from support.sidecar_stack import call_code
 
 
 class HeldSearches:

@@ -12,7 +12,7 @@ import pytest
 
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
-from tests.integration.sidecar_stack import WIDTHS, stub_for
+from support.sidecar_stack import WIDTHS, stub_for
 
 
 def test_search_with_rerank_reorders_the_head(stack: dict) -> None:

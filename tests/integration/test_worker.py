@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders import load_encoder
-from encoders.errors import ModelMismatchError
-from plugin.collections import SchemaMismatchError, count, ensure_collections
-from plugin.connection import MilvusTarget, Retrying
-from plugin.index_spec import specs_for
-from plugin.schema import Layout
-from plugin.sources import open_source
-from plugin.worker import IngestOptions, IngestWorker, Shard
-from tests.integration.conftest import write_items
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.errors import ModelMismatchError
+from mmsearch.plugin.collections import SchemaMismatchError, count, ensure_collections
+from mmsearch.plugin.connection import MilvusTarget, Retrying
+from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.schema import Layout
+from mmsearch.plugin.sources import open_source
+from mmsearch.plugin.worker import IngestOptions, IngestWorker, Shard
+from support.data import write_items
 
 WIDTHS = (8, 16, 32)
 
@@ -182,7 +182,7 @@ def test_parquet_and_image_folder_sources(encoder, tmp_path: Path) -> None:  # n
 def test_watch_processes_each_new_manifest_once(encoder, tmp_path: Path) -> None:  # noqa: ANN001
     import threading
 
-    from plugin.commands import watch
+    from mmsearch.app.commands.ingest import watch
 
     inbox = tmp_path / "inbox"
     write_items(inbox, 4, prefix="first").rename(inbox / "a.jsonl")
@@ -213,7 +213,7 @@ def count_or_zero(milvus: Retrying, alias: str) -> int:
 def test_metrics_count_what_the_worker_did(encoder, tmp_path: Path) -> None:  # noqa: ANN001
     from prometheus_client import CollectorRegistry
 
-    from plugin.metrics import WorkerMetrics
+    from mmsearch.plugin.metrics import WorkerMetrics
 
     manifest = write_items(tmp_path / "data", 5)
     with open(manifest, "a") as handle:

@@ -2,55 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from mmsearch.demo import free_port
-from plugin.collections import count, ensure_loaded
-from plugin.connection import MilvusTarget, connect, milvus_lite_executable
-from tests.integration.conftest import write_items
-
-WIDTHS = "8,16,32"
-
-
-def worker_command(manifest: Path, uri: str, state: Path, models_dir: Path,
-                   batch: int = 4) -> list[str]:
-    return [sys.executable, "-m", "mmsearch.cli", "ingest", "--manifest", str(manifest),
-            "--base", "items", "--uri", uri, "--state-dir", str(state),
-            "--models-dir", str(models_dir), "--model", "tiny", "--batch-size", str(batch),
-            "--no-progress"]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "MMSEARCH_WIDTHS": WIDTHS, "PYTHONUNBUFFERED": "1"}
-
-
-def checkpoint(state: Path) -> dict:
-    files = list((state / "checkpoints").glob("*.json"))
-    return json.loads(files[0].read_text()) if files else {"offset": 0, "finished": False}
-
-
-def assert_complete(uri: str, count_expected: int) -> None:
-    client = connect(MilvusTarget(uri))
-    expected = {f"item-{i}" for i in range(count_expected)}
-    for width in WIDTHS.split(","):
-        alias = f"items_d{width}"
-        ensure_loaded(client, alias)  # Lite does not keep the load state across a reopen
-        rows = client.query(alias, filter='id != ""', output_fields=["id"], limit=16384)
-        ids = [r["id"] for r in rows]
-        assert len(ids) == len(set(ids)), f"duplicates in {alias}"
-        assert set(ids) == expected, f"{alias}: {len(expected - set(ids))} missing"
-        assert count(client, alias) == count_expected
-    client.close()
+from support.data import write_items
+from support.processes import (
+    assert_complete,
+    checkpoint,
+    env,
+    free_port,
+    start_lite_server,
+    worker_command,
+)
 
 
 def test_sigkill_at_ten_random_points_loses_nothing(models_dir: Path, tmp_path: Path) -> None:
@@ -81,20 +47,6 @@ def test_sigkill_at_ten_random_points_loses_nothing(models_dir: Path, tmp_path: 
     assert done.returncode == 0, done.stderr[-2000:]
     assert checkpoint(state)["finished"]
     assert_complete(uri, items)
-
-
-def start_lite_server(data_dir: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([milvus_lite_executable(), "server", "--data-dir", str(data_dir),
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail("milvus-lite server did not start in 60 s")
 
 
 def server_setup(tmp_path: Path) -> tuple[int, Path, str, Path, Path, int]:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mmsearch.cli import build_parser, main
+from mmsearch.app.cli import build_parser, main
 
 SUBCOMMANDS = [["data"], ["train", "baseline"], ["train", "encoder"], ["train", "colour"],
                ["train", "reranker"],
@@ -25,7 +25,7 @@ def test_help(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_script_runs() -> None:
-    out = subprocess.run([sys.executable, "-m", "mmsearch.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "ingest" in out and "serve" in out
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmsearch.config import load_config
+from mmsearch.app.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -88,7 +88,7 @@ def test_serving_path_imports_without_torch(tiny_model: tuple[Path, Path]) -> No
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from encoders import load_encoder\n"
-        "import rerank.server, rerank.service, plugin.worker, plugin.commands\n"
+        "import rerank.server, mmsearch.app.wiring, plugin.worker, mmsearch.app.commands.ingest\n"
         "from rerank.scorer import OnnxScorer\n"
         f"e = load_encoder('onnx', export_dir={str(tiny_model[1])!r})\n"
         "print(e.encode_texts(['a cat']).at_width(e.config.width_max).shape)\n"

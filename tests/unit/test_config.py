@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from encoders.errors import ConfigError
-from mmsearch.config import load_config
+from mmsearch.app.config import load_config
+from mmsearch.encoders.errors import ConfigError
 
 
 def test_defaults() -> None:

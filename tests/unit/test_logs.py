@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from mmsearch.logs import JsonFormatter, RedactingFormatter, redact
+from mmsearch.app.logs import JsonFormatter, RedactingFormatter, redact
 
 
 def record(message: str) -> logging.LogRecord:

@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from encoders.catalog import LocalSpec, ModelConfig
-from encoders.colour import BINS, ColourHistogram, fit_colour_head, image_histograms
-from encoders.export import compute_model_id, export_onnx
-from encoders.heads import HeadSet
-from encoders.train.cache import TrainItems
-from encoders.train.command import add_colour_head
+from mmsearch.encoders.catalog import LocalSpec, ModelConfig
+from mmsearch.encoders.colour import BINS, ColourHistogram, fit_colour_head, image_histograms
+from mmsearch.encoders.export import compute_model_id, export_onnx
+from mmsearch.encoders.heads import HeadSet
+from mmsearch.encoders.train.cache import TrainItems
+from mmsearch.encoders.train.command import add_colour_head
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -94,7 +94,7 @@ def test_a_model_without_colour_keeps_its_model_id_format() -> None:
 
 
 def test_tiny_model_exports_the_colour_cell_last(tiny_model: tuple[Path, Path]) -> None:
-    from encoders import load_encoder
+    from mmsearch.encoders import load_encoder
 
     model_dir, export_dir = tiny_model
     encoder = load_encoder("onnx", export_dir=export_dir)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from encoders.data.emoji import build_vendor, tone_caption
-from encoders.data.openmoji import strip_fe0f
-from encoders.data.records import read_manifest, split_of, write_manifest
+from mmsearch.encoders.data.emoji import build_vendor, tone_caption
+from mmsearch.encoders.data.openmoji import strip_fe0f
+from mmsearch.encoders.data.records import read_manifest, split_of, write_manifest
 
 
 def test_split_rule_is_the_documented_hash() -> None:
@@ -85,7 +85,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def test_fashion_mnist_reads_debian_idx_files(tmp_path: Path) -> None:
-    from encoders.data.fashion_mnist import CLASSES, prepare_fashion_mnist
+    from mmsearch.encoders.data.fashion_mnist import CLASSES, prepare_fashion_mnist
 
     source = tmp_path / "fmnist"
     source.mkdir()
@@ -104,7 +104,7 @@ def test_fashion_mnist_reads_debian_idx_files(tmp_path: Path) -> None:
 def test_fashion_mnist_missing_package_says_how_to_install(tmp_path: Path) -> None:
     import pytest
 
-    from encoders.data.fashion_mnist import prepare_fashion_mnist
+    from mmsearch.encoders.data.fashion_mnist import prepare_fashion_mnist
 
     with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
         prepare_fashion_mnist(tmp_path, source=tmp_path / "nothing")

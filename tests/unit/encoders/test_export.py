@@ -12,11 +12,11 @@ import numpy as np
 import onnx
 import pytest
 
-from encoders import load_encoder
-from encoders.errors import BackendMissingError, ModelMismatchError
-from encoders.export import export_onnx
-from encoders.manifest import ModelManifest, require_same_model
-from tests.conftest import random_images
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.errors import BackendMissingError, ModelMismatchError
+from mmsearch.encoders.export import export_onnx
+from mmsearch.encoders.manifest import ModelManifest, require_same_model
+from support.data import random_images
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -50,7 +50,7 @@ def test_reexport_is_the_same_model(tiny_model: tuple[Path, Path], tmp_path: Pat
 
 
 def test_changed_head_is_a_different_model(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
-    from encoders.heads import HeadSet, LinearHead
+    from mmsearch.encoders.heads import HeadSet, LinearHead
 
     model_dir, export_dir = tiny_model
     copy = tmp_path / "model"
@@ -80,7 +80,7 @@ def test_tampered_file_is_refused(tiny_model: tuple[Path, Path], tmp_path: Path)
 def test_tensorrt_missing_names_the_pip_command(tiny_model: tuple[Path, Path]) -> None:
     if HAS_TENSORRT:
         pytest.skip("tensorrt imports here; the missing-backend path cannot be shown")
-    from encoders.runtimes.tensorrt_runtime import build_engines
+    from mmsearch.encoders.runtimes.tensorrt_runtime import build_engines
 
     with pytest.raises(BackendMissingError, match=r"pip install 'mmsearch\[tensorrt\]'"):
         build_engines(tiny_model[1])
@@ -92,7 +92,7 @@ def test_tensorrt_missing_names_the_pip_command(tiny_model: tuple[Path, Path]) -
 @pytest.mark.skipif(not HAS_TENSORRT, reason="tensorrt does not import on this machine "
                     "(NVIDIA's index is unreachable here); the engine path runs on a GPU box")
 def test_tensorrt_engine_matches_onnx(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
-    from encoders.runtimes.tensorrt_runtime import build_engines
+    from mmsearch.encoders.runtimes.tensorrt_runtime import build_engines
 
     copy = tmp_path / "export"
     shutil.copytree(tiny_model[1], copy)

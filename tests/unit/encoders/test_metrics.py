@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from encoders.metrics import retrieval_metrics
+from mmsearch.encoders.metrics import retrieval_metrics
 
 
 def test_metrics_on_a_hand_checked_ranking() -> None:

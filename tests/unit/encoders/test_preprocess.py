@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoders.errors import ImageDecodeError, ImageSizeError, TextInputError
-from encoders.preprocess import ImageSpec, image_to_array, load_rgb, validate_text
-from tests.conftest import png_bytes
+from mmsearch.encoders.errors import ImageDecodeError, ImageSizeError, TextInputError
+from mmsearch.encoders.preprocess import ImageSpec, image_to_array, load_rgb, validate_text
+from support.data import png_bytes
 
 SPEC = ImageSpec(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders import load_encoder
-from encoders.errors import ConfigError
-from encoders.export import export_onnx
-from encoders.manifest import ModelManifest
-from encoders.quantize import cosine_agreement
-from mmsearch.config import load_config
-from tests.conftest import random_images
+from mmsearch.app.config import load_config
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.errors import ConfigError
+from mmsearch.encoders.export import export_onnx
+from mmsearch.encoders.manifest import ModelManifest
+from mmsearch.encoders.quantize import cosine_agreement
+from support.data import random_images
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "models/export/emoji-v1"
@@ -69,7 +69,7 @@ def test_shipped_int8_agrees_with_fp32_on_real_emoji() -> None:
 
 
 def test_calibration_count_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    from mmsearch.cli import main
+    from mmsearch.app.cli import main
 
     assert main(["export", "--calibration-images", "0"]) == 2
     assert "--calibration-images must be >= 1" in capsys.readouterr().err

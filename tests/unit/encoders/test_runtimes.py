@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders import load_encoder
-from encoders.errors import BackendMissingError
-from encoders.runtimes.base import Encoder
-from tests.conftest import CAPTIONS, random_images
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.errors import BackendMissingError
+from mmsearch.encoders.runtimes.base import Encoder
+from support.data import CAPTIONS, random_images
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from encoders import load_encoder
-from encoders.catalog import ImageTowerSpec, ModelConfig
-from encoders.export import export_onnx
-from encoders.heads import HeadSet
-from encoders.train.cache import TrainItems
-from encoders.train.command import TrainResult, train_model
-from encoders.train.loop import TrainSettings
-from tests.conftest import CAPTIONS
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.catalog import ImageTowerSpec, ModelConfig
+from mmsearch.encoders.export import export_onnx
+from mmsearch.encoders.heads import HeadSet
+from mmsearch.encoders.train.cache import TrainItems
+from mmsearch.encoders.train.command import TrainResult, train_model
+from mmsearch.encoders.train.loop import TrainSettings
+from support.data import CAPTIONS
 
 IDENTITIES = 16
 SETTINGS = TrainSettings(epochs=8, batch_identities=8, prototype_sample=12, lr_heads=1e-2,
@@ -50,7 +50,7 @@ def tiny_base(tiny_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
     """The tiny model's config with a random MobileNetV2 whose batch-norm statistics were
     set on random images: with the default statistics a random tower's activations vanish
     (~1e-10 after 18 stages), so nothing would reach the heads."""
-    from encoders.towers.mobilenet import MobileNetV2Tower
+    from mmsearch.encoders.towers.mobilenet import MobileNetV2Tower
 
     torch.manual_seed(0)
     tower = MobileNetV2Tower(grid=2).train()
@@ -139,7 +139,7 @@ def test_export_of_the_trained_model_matches_torch(trained: TrainResult, tmp_pat
 
 
 def test_no_train_items_is_a_clear_error(tmp_path: Path) -> None:
-    from encoders.train.command import read_train_items
+    from mmsearch.encoders.train.command import read_train_items
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"id": "x", "image": None, "text": "a", "label": "x",
@@ -166,7 +166,7 @@ def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) 
 ])
 def test_bad_training_flags_are_named(flags: list[str], named: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from mmsearch.cli import main
+    from mmsearch.app.cli import main
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("")
@@ -178,8 +178,8 @@ def test_bad_training_flags_are_named(flags: list[str], named: str, tmp_path: Pa
 
 def test_fusion_with_one_group_keeps_the_default() -> None:
     """One manifest (one vendor): no second drawing to fit the caption weight against."""
-    from encoders.catalog import FusionSpec
-    from encoders.train.command import fit_fusion
+    from mmsearch.encoders.catalog import FusionSpec
+    from mmsearch.encoders.train.command import fit_fusion
 
     items = TrainItems(("a.png", "b.png"), ("x", "y"), ("1", "2"), ("shop", "shop"))
     vectors = np.eye(2, 8, dtype=np.float32)

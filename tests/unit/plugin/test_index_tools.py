@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders.errors import ConfigError
-from plugin.index.configs import default_configs, load_configs
-from plugin.index.estimate import estimate_bytes
-from plugin.index.exact import exact_top_k, recall_at
-from plugin.index.report import config_block, pick_cheapest
-from plugin.index.sweep import mark_pareto
-from plugin.index_spec import specs_for
+from mmsearch.encoders.errors import ConfigError
+from mmsearch.plugin.index.configs import default_configs, load_configs
+from mmsearch.plugin.index.estimate import estimate_bytes
+from mmsearch.plugin.index.exact import exact_top_k, recall_at
+from mmsearch.plugin.index.report import config_block, pick_cheapest
+from mmsearch.plugin.index.sweep import mark_pareto
+from mmsearch.plugin.index_spec import specs_for
 
 
 def test_default_configs_are_sized_to_the_data() -> None:
@@ -86,7 +86,7 @@ def test_pareto_front_and_cheapest_pick() -> None:
 
 
 def test_index_command_flags_are_checked_at_the_edge(capsys: pytest.CaptureFixture) -> None:
-    from mmsearch.cli import main
+    from mmsearch.app.cli import main
 
     assert main(["index", "recommend", "--target", "1.5"]) == 1
     assert "--target" in capsys.readouterr().err

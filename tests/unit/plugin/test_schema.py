@@ -6,18 +6,18 @@ import hashlib
 
 import pytest
 
-from encoders.errors import ConfigError
-from plugin.index_spec import default_spec, specs_for
-from plugin.schema import (
+from mmsearch.encoders.errors import ConfigError
+from mmsearch.plugin.index_spec import default_spec, specs_for
+from mmsearch.plugin.schema import (
     Layout,
     check_attr_value,
     parse_declared_attrs,
     schema_difference,
     server_supports_nullable,
 )
-from plugin.sources import RawRecord
-from plugin.validate import Candidate
-from plugin.worker import Shard, infer_attrs
+from mmsearch.plugin.sources import RawRecord
+from mmsearch.plugin.validate import Candidate
+from mmsearch.plugin.worker import Shard, infer_attrs
 
 
 def test_nullable_support_by_server_version() -> None:

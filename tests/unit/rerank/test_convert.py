@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rerank.convert import deadline_from
+from mmsearch.rerank.convert import deadline_from
 
 GRPC_NONE = 9.223372035059301e18  # what grpcio's time_remaining() says without a deadline
 

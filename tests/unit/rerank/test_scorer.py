@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from rerank.scorer import OnnxScorer
-from rerank.scorer.export import export_scorer, save_checkpoint
-from rerank.scorer.model import ListwiseScorer, ScorerConfig
-from rerank.train.lists import Side, mine
-from rerank.train.loop import TrainSettings, ndcg_at_10, train
+from mmsearch.rerank.scorer import OnnxScorer
+from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
+from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig
+from mmsearch.rerank.train.lists import Side, mine
+from mmsearch.rerank.train.loop import TrainSettings, ndcg_at_10, train
 
 CONFIG = ScorerConfig(width=32, cells=4, local_dim=8, d_model=32, heads=4, layers=2)
 
@@ -139,8 +139,8 @@ def test_ndcg_reward() -> None:
 def test_scorer_engine_needs_tensorrt_and_says_how(exported) -> None:  # noqa: ANN001
     import importlib.util
 
-    from encoders.errors import BackendMissingError
-    from rerank.scorer.export import build_scorer_engine
+    from mmsearch.encoders.errors import BackendMissingError
+    from mmsearch.rerank.scorer.export import build_scorer_engine
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("tensorrt imports here; the missing-backend path cannot be shown")
@@ -153,7 +153,7 @@ def test_scorer_engine_needs_tensorrt_and_says_how(exported) -> None:  # noqa: A
                     reason="tensorrt does not import on this machine (NVIDIA's index is "
                     "unreachable here); the engine path runs on a GPU box")
 def test_scorer_engine_builds(exported) -> None:  # noqa: ANN001
-    from rerank.scorer.export import build_scorer_engine
+    from mmsearch.rerank.scorer.export import build_scorer_engine
 
     engine = build_scorer_engine(exported[1], chunk_size=16, max_chunks=4)
     assert engine.is_file() and engine.stat().st_size > 0
@@ -184,7 +184,7 @@ def test_lists_by_stored_id_never_list_the_query_itself() -> None:
 ])
 def test_bad_reranker_flags_are_named(flags: list[str], named: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from mmsearch.cli import main
+    from mmsearch.app.cli import main
 
     assert main(["train", "reranker", *flags, "--out", str(tmp_path / "out")]) == 2
     assert named in capsys.readouterr().err
@@ -217,7 +217,7 @@ def test_the_colour_cell_is_compared_whole_and_moves_the_score() -> None:
 def test_an_ablation_saved_with_the_shipped_meta_loads_as_itself(tmp_path: Path) -> None:
     """The benchmark saves ablations with the shipped scorer's info; the variant's own
     switches must survive the save, and its graph (no cross-attention) must run on ORT."""
-    from rerank.scorer.export import load_checkpoint
+    from mmsearch.rerank.scorer.export import load_checkpoint
 
     ablation = replace(CONFIG, cross_attention=False, use_local=False)
     save_checkpoint(ListwiseScorer(ablation).eval(), tmp_path / "ckpt",

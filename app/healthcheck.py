@@ -1,4 +1,4 @@
-"""`python -m mmsearch.healthcheck HOST:PORT`: exit 0 when the sidecar's standard gRPC
+"""`python -m mmsearch.app.healthcheck HOST:PORT`: exit 0 when the sidecar's standard gRPC
 health service says SERVING (the container healthcheck; grpcurl-free)."""
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from encoders.catalog import DEFAULT_WIDTHS, validate_widths
-from encoders.errors import ConfigError
+from mmsearch.encoders.catalog import DEFAULT_WIDTHS, validate_widths
+from mmsearch.encoders.errors import ConfigError
 
 ENV_PREFIX = "MMSEARCH_"
 TOKEN_ENV = "MMSEARCH_MILVUS_TOKEN"
@@ -212,8 +212,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError("models.precision", "one of fp32, int8")
     if config.models.precision == "int8" and config.models.runtime != "onnx":
         raise ConfigError("models.precision", "int8 runs on the onnx runtime only")
-    from plugin.index_spec import specs_for
-    from plugin.schema import parse_declared_attrs
+    from mmsearch.plugin.index_spec import specs_for
+    from mmsearch.plugin.schema import parse_declared_attrs
 
     specs_for(config.widths, config.index)  # raises ConfigError naming the key
     parse_declared_attrs(config.attrs)

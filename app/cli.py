@@ -9,17 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import runpy
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from encoders.errors import MmsearchError
-from mmsearch.config import Config, load_config
-from mmsearch.logs import setup_logging
+from mmsearch.app.commands import index as index_commands
+from mmsearch.app.commands import ingest as ingest_commands
+from mmsearch.app.commands import serve as serve_commands
+from mmsearch.app.commands import train as train_commands
+from mmsearch.app.config import Config, load_config
+from mmsearch.app.logs import setup_logging
+from mmsearch.encoders.errors import MmsearchError
 
 log = logging.getLogger("mmsearch")
+# every command handler: (parsed flags, validated config) -> exit code
+Handler = Callable[[argparse.Namespace, Config], int]
 DATA_DIR = Path("data/emoji")
 NPM_CACHE = Path(".cache/npm")
 
@@ -37,110 +43,15 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(getattr(args, "config", None), overrides=overrides)
 
 
-def cmd_data(args: argparse.Namespace) -> int:
-    if args.dataset == "emoji":
-        from encoders.data.emoji import prepare_emoji
-
-        for vendor, path in prepare_emoji(args.out, args.cache).items():
-            print(f"{vendor}: {path}")
-    elif args.dataset == "openmoji":
-        from encoders.data.openmoji import prepare_openmoji
-
-        print(f"openmoji: {prepare_openmoji(args.out, args.cache)}")
-    else:
-        from encoders.data.fashion_mnist import prepare_fashion_mnist
-
-        print(f"fashion-mnist: {prepare_fashion_mnist(args.out, args.limit)}")
-    return 0
-
-
-def cmd_train_baseline(args: argparse.Namespace) -> int:
-    from encoders.baseline import fit_baseline
-    from encoders.catalog import ModelConfig
-    from encoders.data.records import read_manifest
-
-    images, captions = [], []
-    for manifest in args.manifest:
-        for record in read_manifest(manifest):
-            if record.split == "train" and record.image:
-                images.append(str(Path(manifest).parent / record.image))
-                captions.append(record.text or "")
-    if not images:
-        print("no train-split images in the given manifests", file=sys.stderr)
-        return 1
-    config = _config(args)
-    out = args.out or config.models.model_dir
-    fit_baseline(ModelConfig(widths=config.widths, width_max=config.widths[-1]), images,
-                 sorted(set(captions)), out, progress=True)
-    print(f"baseline PCA heads written to {out}")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from encoders.export import export_onnx
-
-    config = _config(args)
-    model_dir = args.model_dir or config.models.model_dir
-    out = args.out or config.models.export_dir
-    if args.calibration_images < 1:
-        print("--calibration-images must be >= 1", file=sys.stderr)
-        return 2
-    calibration = [] if args.no_int8 else _calibration_images(args.int8_calibration,
-                                                              args.calibration_images)
-    if not calibration and not args.no_int8:
-        print("int8 models NOT written: no train-split images in "
-              f"{[str(m) for m in args.int8_calibration]} to calibrate on "
-              "(run `mmsearch data emoji` or pass --int8-calibration)", file=sys.stderr)
-    manifest = export_onnx(model_dir, out, calibration)
-    print(f"exported {manifest.config.name} (model_id {manifest.model_id}) to {out}"
-          + (f" (+ int8, calibrated on {len(calibration)} train images)" if calibration else ""))
-    scorer = Path(config.models.dir) / config.models.scorer if config.models.scorer else None
-    if scorer is not None and (scorer / "scorer.json").is_file():
-        from rerank.scorer.export import export_scorer
-
-        target = Path(config.models.dir) / "export" / config.models.scorer
-        print(f"exported scorer to {export_scorer(scorer, target, config.models.scorer)}")
-        if args.tensorrt:
-            from rerank.scorer.export import build_scorer_engine
-
-            engine = build_scorer_engine(target, config.server.chunk_size)
-            print(f"TensorRT fp16 scorer engine written to {engine}")
-    if args.tensorrt:
-        from encoders.runtimes.tensorrt_runtime import build_engines
-
-        build_engines(out, args.max_batch)
-        print(f"TensorRT fp16 engines (batch 1..{args.max_batch}) written to {out}")
-    return 0
-
-
-def _calibration_images(manifests: list[Path], count: int) -> list[str]:
-    """`count` train-split images spread evenly over the given manifests (those that exist)."""
-    from encoders.data.records import read_manifest
-
-    paths = [str(m.parent / r.image) for m in manifests if m.is_file()
-             for r in read_manifest(m) if r.split == "train" and r.image]
-    step = max(1, len(paths) // max(count, 1))
-    return paths[::step][:count]
-
-
-def plugin_command(name: str, module: str = "plugin.commands"
-                   ) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return int(getattr(importlib.import_module(module), name)(args, _config(args)))
-    return run
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     name = "report" if args.which == "all" else args.which.replace("-", "_")
     script = Path("benchmarks") / f"{name}.py"
     if not script.is_file():
         print(f"{script} not found: run `mmsearch bench` from a source checkout", file=sys.stderr)
         return 2
-    sys.argv = [str(script), *args.rest]
-    runpy.run_path(str(script), run_name="__main__")
-    return 0
+    # `python -m` from the checkout: benchmarks/ is not installed, the library is
+    return subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args.rest],
+                          check=False).returncode
 
 
 def _common(parser: argparse.ArgumentParser, milvus: bool = False) -> None:
@@ -156,6 +67,11 @@ def _common(parser: argparse.ArgumentParser, milvus: bool = False) -> None:
         parser.add_argument("--tls-ca", help="CA certificate (PEM) for TLS to Milvus")
         parser.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
         parser.add_argument("--tls-key", help="client key (PEM) for mutual TLS")
+
+
+def _train_manifests(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", type=Path, nargs="+", help="train-split items",
+                        default=[DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"])
 
 
 def _plugin_parsers(sub: Any) -> None:
@@ -178,7 +94,7 @@ def _plugin_parsers(sub: Any) -> None:
                         help="metrics bind address (0.0.0.0 inside a scraped container)")
     ingest.add_argument("--poll-seconds", type=float, default=2.0, help="--watch poll interval")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ingest.set_defaults(func=plugin_command("cmd_ingest"))
+    ingest.set_defaults(func=ingest_commands.cmd_ingest)
 
     collections = sub.add_parser("collections", help="create / describe / drop the width "
                                  "collections of a base")
@@ -187,21 +103,21 @@ def _plugin_parsers(sub: Any) -> None:
     collections.add_argument("--base", help="base name (default: config)")
     collections.add_argument("--runtime", choices=("onnx", "tensorrt", "torch"))
     collections.add_argument("--yes", action="store_true", help="drop without asking")
-    collections.set_defaults(func=plugin_command("cmd_collections"))
+    collections.set_defaults(func=ingest_commands.cmd_collections)
 
     lite = sub.add_parser("lite-server", help="run Milvus Lite's server mode so several "
                           "processes can share one store (then pass --uri http://HOST:PORT)")
     lite.add_argument("--data-dir", type=Path, default=Path("mmsearch.db"))
     lite.add_argument("--host", default="127.0.0.1")
     lite.add_argument("--port", type=int, default=19530)
-    lite.set_defaults(func=plugin_command("cmd_lite_server"))
+    lite.set_defaults(func=ingest_commands.cmd_lite_server)
 
 
 def _rerank_parsers(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the gRPC search + rerank sidecar")
     _common(serve, milvus=True)
     serve.add_argument("--address", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
-    serve.set_defaults(func=plugin_command("cmd_serve", "rerank.commands"))
+    serve.set_defaults(func=serve_commands.cmd_serve)
 
     search = sub.add_parser("search", help="run a JSONL of queries through the search "
                             "pipeline (in-process, or through a running sidecar)")
@@ -216,11 +132,11 @@ def _rerank_parsers(sub: Any) -> None:
     search.add_argument("--no-refine", action="store_true", help="skip full-width refinement")
     search.add_argument("--coarse-width", type=int, help="width of the ANN stage")
     search.add_argument("--candidates", type=int, help="ANN candidates to refine/rerank")
-    search.set_defaults(func=plugin_command("cmd_search", "rerank.commands"))
+    search.set_defaults(func=serve_commands.cmd_search)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from mmsearch.demo import run_demo
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    from mmsearch.app.demo import run_demo
 
     if args.by_id_sample < 1:
         print("--by-id-sample must be >= 1", file=sys.stderr)
@@ -237,18 +153,21 @@ def _index_parsers(sub: Any) -> None:
                            "rollback / funnel over the width collections of a base")
     actions = index.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    def action(name: str, text: str, width: bool = False) -> argparse.ArgumentParser:
+    def action(name: str, handler: Handler, text: str, width: bool = False
+               ) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=text, description=text)
         _common(parser, milvus=True)
         parser.add_argument("--base", help="base name (default: config)")
         if width:
             parser.add_argument("--width", type=int, required=True, help="one width")
-        parser.set_defaults(func=plugin_command(f"cmd_index_{name}", "plugin.index.commands"))
+        parser.set_defaults(func=handler)
         return parser
 
-    show = action("show", "index, params, entities, size estimate and alias of every width")
+    show = action("show", index_commands.cmd_index_show,
+                     "index, params, entities, size estimate and alias of every width")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    bench = action("bench", "sweep index configs on a copy of one width collection", True)
+    bench = action("bench", index_commands.cmd_index_bench,
+                     "sweep index configs on a copy of one width collection", True)
     bench.add_argument("--configs", type=Path, help="YAML/JSON list of {index_type, params, "
                        "search: [...]} (default: FLAT, HNSW, IVF_*, SCANN sized to the data)")
     bench.add_argument("--queries", type=int, default=200, help="stored vectors sampled as "
@@ -256,12 +175,14 @@ def _index_parsers(sub: Any) -> None:
     bench.add_argument("--query-file", type=Path, help=".npy of query vectors instead")
     bench.add_argument("--results", type=Path, default=Path("index-bench"),
                        help="folder for <alias>.json/.md/.png")
-    recommend = action("recommend", "pick the cheapest swept config per width for a target")
+    recommend = action("recommend", index_commands.cmd_index_recommend,
+                     "pick the cheapest swept config per width for a target")
     recommend.add_argument("--target", type=float, default=0.95, help="recall to reach")
     recommend.add_argument("--k", type=int, choices=(10, 100), help="recall@k (default: "
                            "100 for coarse widths, which the funnel refines; 10 for the full)")
     recommend.add_argument("--results", type=Path, default=Path("index-bench"))
-    rebuild = action("rebuild", "build a new version with another index, catch up, verify, "
+    rebuild = action("rebuild", index_commands.cmd_index_rebuild,
+                     "build a new version with another index, catch up, verify, "
                      "move the alias", True)
     rebuild.add_argument("--index-config", required=True, help='JSON or YAML mapping, e.g. '
                          '\'{"index_type": "IVF_FLAT", "params": {"nlist": 1024}, '
@@ -270,9 +191,11 @@ def _index_parsers(sub: Any) -> None:
                          help="recall@10 floor of the sampled check before the swap")
     rebuild.add_argument("--drop-old", action="store_true",
                          help="drop the older versions after the swap (no rollback then)")
-    rollback = action("rollback", "move the alias back to an older kept version", True)
+    rollback = action("rollback", index_commands.cmd_index_rollback,
+                     "move the alias back to an older kept version", True)
     rollback.add_argument("--to-version", type=int, help="default: the newest older version")
-    funnel = action("funnel", "end-to-end recall@10 per coarse width x candidates x refine")
+    funnel = action("funnel", index_commands.cmd_index_funnel,
+                     "end-to-end recall@10 per coarse width x candidates x refine")
     funnel.add_argument("--queries", type=int, default=200)
     funnel.add_argument("--candidates", default="50,100,200,400",
                         help="comma-separated candidate counts")
@@ -295,22 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="output folder (default %(default)s)")
     data.add_argument("--cache", type=Path, default=NPM_CACHE, help="npm tarball cache")
     data.add_argument("--limit", type=int, help="fashion-mnist: images per split")
-    data.set_defaults(func=cmd_data)
+    data.set_defaults(func=train_commands.cmd_data)
 
     train = sub.add_parser("train", help="fit / train models (the `train` extra)")
     train_sub = train.add_subparsers(dest="what", required=True, metavar="WHAT")
     baseline = train_sub.add_parser("baseline", help="fit the untrained PCA baseline heads")
     _common(baseline)
-    baseline.add_argument("--manifest", type=Path, nargs="+", default=[
-        DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
+    _train_manifests(baseline)
     baseline.add_argument("--out", type=Path, help="model folder (default models/<model>)")
-    baseline.set_defaults(func=cmd_train_baseline)
+    baseline.set_defaults(func=train_commands.cmd_train_baseline)
     encoder = train_sub.add_parser("encoder", help="train the embedder: prototype ID "
                                    "recognition + image/image and image/text InfoNCE at every "
                                    "width, on cached frozen features (train identities)")
     _common(encoder)
-    encoder.add_argument("--manifest", type=Path, nargs="+", default=[
-        DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
+    _train_manifests(encoder)
     encoder.add_argument("--name", default="emoji-v1", help="model folder name under models/")
     encoder.add_argument("--out", type=Path, help="model folder (default models/<name>)")
     encoder.add_argument("--cache", type=Path, default=Path(".cache/features"),
@@ -324,14 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--seed", type=int, default=0)
     encoder.add_argument("--colour", action=argparse.BooleanOptionalAction, default=True,
                          help="add the colour cell to the local features (encoders.colour)")
-    encoder.set_defaults(func=plugin_command("cmd_train_encoder", "encoders.train.command"))
+    encoder.set_defaults(func=train_commands.cmd_train_encoder)
     colour = train_sub.add_parser("colour", help="fit (or refit) the colour cell of a trained "
                                   "model folder without retraining the rest")
     _common(colour)
-    colour.add_argument("--manifest", type=Path, nargs="+", default=[
-        DATA_DIR / "google.jsonl", DATA_DIR / "twitter.jsonl"], help="train-split items")
+    _train_manifests(colour)
     colour.add_argument("--model-dir", type=Path, help="model folder (default models/<model>)")
-    colour.set_defaults(func=plugin_command("cmd_train_colour", "encoders.train.command"))
+    colour.set_defaults(func=train_commands.cmd_train_colour)
     reranker = train_sub.add_parser("reranker", help="train the listwise scorer on candidates "
                                     "mined with the embedder (train identities)")
     _common(reranker)
@@ -349,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="augmented views of each train query (harder lists) besides "
                           "the clean one")
     reranker.add_argument("--seed", type=int, default=0)
-    reranker.set_defaults(func=plugin_command("cmd_train_reranker", "rerank.train.command"))
+    reranker.set_defaults(func=train_commands.cmd_train_reranker)
 
     export = sub.add_parser("export", help="export ONNX models (+ TensorRT engines) + manifest")
     _common(export)
@@ -363,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifests whose train-split images calibrate the int8 image model")
     export.add_argument("--calibration-images", type=int, default=64)
     export.add_argument("--max-batch", type=int, default=32, help="TensorRT profile max batch")
-    export.set_defaults(func=cmd_export)
+    export.set_defaults(func=train_commands.cmd_export)
 
     _plugin_parsers(sub)
     _rerank_parsers(sub)
@@ -398,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.log_format)
     try:
-        return int(args.func(args))
+        return int(args.func(args, _config(args)))
     except (MmsearchError, FileNotFoundError) as exc:
         print(f"mmsearch: error: {exc}", file=sys.stderr)
         return 1

@@ -12,21 +12,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmsearch.config import Config
-from rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
+from mmsearch.app.config import Config
+from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from rerank.server import Sidecar, build_server
-    from rerank.service import build_pipeline, milvus_health_probe, server_settings
+    from mmsearch.app.wiring import build_pipeline, milvus_health_probe, server_settings
+    from mmsearch.rerank.server import Sidecar, build_server
 
     pipeline = build_pipeline(config)
     metrics = None
     if config.server.metrics_port:
-        from plugin.metrics import serve_metrics
-        from rerank.metrics import SidecarMetrics
+        from mmsearch.plugin.metrics import serve_metrics
+        from mmsearch.rerank.metrics import SidecarMetrics
 
         metrics = SidecarMetrics.create()
         serve_metrics(config.server.metrics_port, config.server.metrics_address)
@@ -101,7 +101,7 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
 
 
 def _local(config: Config):  # noqa: ANN202
-    from rerank.service import build_pipeline
+    from mmsearch.app.wiring import build_pipeline
 
     pipeline: SearchPipeline = build_pipeline(config)
     return lambda query, params, qid: result_line(qid, pipeline.search(query, params))

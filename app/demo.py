@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoders.errors import MmsearchError
+from mmsearch.encoders.errors import MmsearchError
 
 BASE = "demo"
 # the identities the demo queries; kept in every subset
@@ -105,11 +105,11 @@ def process(command: list[str], port: int, what: str, log_path: Path) -> Iterato
 
 
 def mmsearch_command(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "mmsearch.cli", *argv]
+    return [sys.executable, "-m", "mmsearch.app.cli", *argv]
 
 
 def wait_serving(address: str, timeout_s: float = 120) -> None:
-    from mmsearch.healthcheck import serving
+    from mmsearch.app.healthcheck import serving
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -10,20 +10,20 @@ from typing import Any
 
 import numpy as np
 
-from encoders.errors import ConfigError
-from mmsearch.config import Config
-from plugin.collections import ensure_loaded
-from plugin.commands import layout_of, milvus_target
-from plugin.connection import connect
-from plugin.index.configs import default_configs, load_configs
-from plugin.index.funnel import funnel_sweep, funnel_table
-from plugin.index.rebuild import RecallTooLowError, rebuild, rollback
-from plugin.index.report import config_block, load_bench, pick_cheapest, write_bench
-from plugin.index.show import show_table, show_width
-from plugin.index.sweep import SweepOptions, run_sweep
-from plugin.index.versions import previous_version
-from plugin.index_spec import parse_spec, specs_for
-from plugin.schema import Layout
+from mmsearch.app.config import Config
+from mmsearch.app.wiring import layout_of, milvus_target
+from mmsearch.encoders.errors import ConfigError
+from mmsearch.plugin.collections import ensure_loaded
+from mmsearch.plugin.connection import connect
+from mmsearch.plugin.index.configs import default_configs, load_configs
+from mmsearch.plugin.index.funnel import funnel_sweep, funnel_table
+from mmsearch.plugin.index.rebuild import RecallTooLowError, rebuild, rollback
+from mmsearch.plugin.index.report import config_block, load_bench, pick_cheapest, write_bench
+from mmsearch.plugin.index.show import show_table, show_width
+from mmsearch.plugin.index.sweep import SweepOptions, run_sweep
+from mmsearch.plugin.index.versions import previous_version
+from mmsearch.plugin.index_spec import parse_spec, specs_for
+from mmsearch.plugin.schema import Layout
 
 
 def _client(config: Config, layout: Layout | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""Wiring: config -> encoder, Milvus, scorer -> SearchPipeline -> running sidecar."""
+"""Wiring: config -> Milvus target, encoder, scorer -> SearchPipeline, sidecar settings."""
 
 from __future__ import annotations
 
@@ -6,27 +6,49 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mmsearch.config import Config
-from plugin.commands import load_configured_encoder, milvus_target
-from plugin.connection import Retrying
-from plugin.index_spec import specs_for
-from rerank.pipeline import Limits, SearchPipeline
-from rerank.server import ServerSettings
+from mmsearch.app.config import Config
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.runtimes.base import Encoder
+from mmsearch.plugin.connection import MilvusTarget, Retrying
+from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.schema import Layout
+from mmsearch.rerank.pipeline import Limits, SearchPipeline
+from mmsearch.rerank.server import ServerSettings
 
 log = logging.getLogger(__name__)
+
+
+def milvus_target(config: Config) -> MilvusTarget:
+    m = config.milvus
+    return MilvusTarget(m.uri, m.token, m.db_name, m.tls_ca, m.tls_cert, m.tls_key,
+                        m.call_timeout_s)
+
+
+def load_configured_encoder(config: Config, runtime: str | None = None) -> Encoder:
+    models = config.models
+    runtime = runtime or models.runtime
+    encoder = load_encoder(runtime, model_dir=models.model_dir, export_dir=models.export_dir,
+                           batch_size=models.batch_size, device=models.device,
+                           precision=models.precision if runtime == "onnx" else "fp32")
+    log.info("encoder: %s (model_id %s)", encoder.describe(), encoder.model_id)
+    return encoder
+
+
+def layout_of(config: Config, base: str | None) -> Layout:
+    return Layout(base or config.base, config.widths)
 
 
 def build_pipeline(config: Config) -> SearchPipeline:
     encoder = load_configured_encoder(config)
     if config.widths[-1] != encoder.config.width_max:
-        from encoders.errors import ConfigError
+        from mmsearch.encoders.errors import ConfigError
 
         raise ConfigError("widths", f"must end at the model's width {encoder.config.width_max}")
     coarse = config.server.coarse_width if config.server.coarse_width in config.widths \
         else config.widths[min(1, len(config.widths) - 1)]
     scorer = load_scorer(config)
     if scorer is not None and scorer.embedder_model_id != encoder.model_id:
-        from encoders.errors import ModelMismatchError
+        from mmsearch.encoders.errors import ModelMismatchError
 
         raise ModelMismatchError(
             f"scorer {scorer.name} was trained on embeddings of model "
@@ -44,7 +66,7 @@ def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None
         log.warning("no scorer configured (models.scorer): rerank is off; Search replies use "
                     "the refine order and Rerank answers FAILED_PRECONDITION")
         return None
-    from rerank.scorer import OnnxScorer
+    from mmsearch.rerank.scorer import OnnxScorer
 
     folder = Path(config.models.dir) / "export" / config.models.scorer
     return OnnxScorer(folder, chunk_size=config.server.chunk_size)

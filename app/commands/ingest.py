@@ -15,44 +15,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from encoders import load_encoder
-from encoders.runtimes.base import Encoder
-from mmsearch.config import Config
-from plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
-from plugin.connection import (
-    MilvusTarget,
-    MilvusUnavailableError,
-    Retrying,
-    milvus_lite_executable,
-)
-from plugin.index_spec import specs_for
-from plugin.metrics import WorkerMetrics, serve_metrics
-from plugin.schema import Layout, parse_declared_attrs
-from plugin.sources import open_source
-from plugin.worker import IngestOptions, IngestWorker, Shard
+from mmsearch.app.config import Config
+from mmsearch.app.wiring import layout_of, load_configured_encoder, milvus_target
+from mmsearch.plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
+from mmsearch.plugin.connection import MilvusUnavailableError, Retrying, milvus_lite_executable
+from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.metrics import WorkerMetrics, serve_metrics
+from mmsearch.plugin.schema import parse_declared_attrs
+from mmsearch.plugin.sources import open_source
+from mmsearch.plugin.worker import IngestOptions, IngestWorker, Shard
 
 log = logging.getLogger(__name__)
 EXIT_UNAVAILABLE = 3
-
-
-def milvus_target(config: Config) -> MilvusTarget:
-    m = config.milvus
-    return MilvusTarget(m.uri, m.token, m.db_name, m.tls_ca, m.tls_cert, m.tls_key,
-                        m.call_timeout_s)
-
-
-def load_configured_encoder(config: Config, runtime: str | None = None) -> Encoder:
-    models = config.models
-    runtime = runtime or models.runtime
-    encoder = load_encoder(runtime, model_dir=models.model_dir, export_dir=models.export_dir,
-                           batch_size=models.batch_size, device=models.device,
-                           precision=models.precision if runtime == "onnx" else "fp32")
-    log.info("encoder: %s (model_id %s)", encoder.describe(), encoder.model_id)
-    return encoder
-
-
-def layout_of(config: Config, base: str | None) -> Layout:
-    return Layout(base or config.base, config.widths)
 
 
 def _ingest_one(worker: IngestWorker, path: Path) -> None:

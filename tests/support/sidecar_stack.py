@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from encoders import load_encoder
+from mmsearch.encoders import load_encoder
+from mmsearch.plugin.connection import MilvusTarget, Retrying
+from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.schema import Layout
+from mmsearch.plugin.sources import open_source
+from mmsearch.plugin.worker import IngestOptions, IngestWorker
+from mmsearch.rerank.pipeline import Limits, SearchPipeline
+from mmsearch.rerank.scorer import OnnxScorer
+from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
+from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig
+from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
 from mmsearch.v1 import search_pb2_grpc
-from plugin.connection import MilvusTarget, Retrying
-from plugin.index_spec import specs_for
-from plugin.schema import Layout
-from plugin.sources import open_source
-from plugin.worker import IngestOptions, IngestWorker
-from rerank.pipeline import Limits, SearchPipeline
-from rerank.scorer import OnnxScorer
-from rerank.scorer.export import export_scorer, save_checkpoint
-from rerank.scorer.model import ListwiseScorer, ScorerConfig
-from rerank.server import ServerSettings, Sidecar, build_server
-from tests.integration.conftest import write_items
+from support.data import write_items
 
 WIDTHS = (8, 16, 32)
 
