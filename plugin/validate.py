@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmsearch.plugin.schema import ID_MAX, LABEL_MAX, check_attr_value
+from mmsearch.plugin.expressions import id_problem
+from mmsearch.plugin.schema import LABEL_MAX, check_attr_value
 from mmsearch.plugin.sources import RawRecord
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -65,10 +66,10 @@ class RecordValidator:
             return Rejection(raw.line, None, "line", raw.error or "unreadable")
         data = raw.data
         record_id = data.get("id")
-        if not isinstance(record_id, str) or not record_id.strip():
-            return Rejection(raw.line, None, "id", "missing or not a non-empty string")
-        if len(record_id.encode()) > ID_MAX:
-            return Rejection(raw.line, record_id[:80], "id", f"longer than {ID_MAX} bytes")
+        problem = id_problem(record_id)
+        if problem:
+            shown = record_id[:80] if isinstance(record_id, str) else None
+            return Rejection(raw.line, shown, "id", problem)
         first = self.seen.get(record_id)
         if first is not None and first != raw.line:
             return Rejection(raw.line, record_id, "id",

@@ -9,7 +9,6 @@ anywhere replays the batch, and upsert by primary key makes the replay harmless.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +23,7 @@ from mmsearch.encoders.errors import ConfigError
 from mmsearch.encoders.runtimes.base import Embeddings, Encoder
 from mmsearch.plugin.collections import ensure_collections, ensure_loaded, existing_attrs
 from mmsearch.plugin.connection import Retrying
+from mmsearch.plugin.expressions import ids_expression
 from mmsearch.plugin.index_spec import IndexSpec
 from mmsearch.plugin.local_features import encode_local
 from mmsearch.plugin.metrics import WorkerMetrics
@@ -292,7 +292,7 @@ class IngestWorker:
             return [], 0
         alias = self.options.layout.alias(self.options.layout.full_width)
         ids = [c.id for c in candidates]
-        expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
+        expression = ids_expression(ids)
         rows = self.milvus.call("query hashes", lambda c: c.query(
             alias, filter=expression, output_fields=["id", "content_hash"],
             timeout=self.milvus.timeout))

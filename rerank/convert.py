@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from mmsearch.rerank.candidates import RerankCandidate, RerankParams, RerankResult
 from mmsearch.rerank.errors import ValidationError
 from mmsearch.rerank.pipeline import Hit, SearchParams, SearchQuery, SearchResult
 from mmsearch.v1 import search_pb2 as pb
@@ -71,3 +72,27 @@ def metadata_to_pb(result: SearchResult, model_id: str) -> pb.ResponseMetadata:
 def search_response(result: SearchResult, model_id: str) -> pb.SearchResponse:
     return pb.SearchResponse(hits=[hit_to_pb(h) for h in result.hits],
                              metadata=metadata_to_pb(result, model_id))
+
+
+def rerank_from_pb(request: pb.RerankRequest, grpc_remaining_s: float | None,
+                   default_deadline_ms: int | None = None
+                   ) -> tuple[SearchQuery, list[RerankCandidate], RerankParams]:
+    if not request.HasField("query"):
+        raise ValidationError("required", "query")
+    candidates = [RerankCandidate(
+        id=c.id if c.WhichOneof("source") == "id" else None,
+        vector=tuple(c.vector.values) if c.WhichOneof("source") == "vector" else None,
+        first_stage_score=c.first_stage_score if c.HasField("first_stage_score") else None)
+        for c in request.candidates]
+    params = RerankParams(base=request.base, top_k=request.top_k,
+                          deadline=deadline_from(None, grpc_remaining_s, default_deadline_ms))
+    return query_from_pb(request.query), candidates, params
+
+
+def rerank_response(result: RerankResult, model_id: str) -> pb.RerankResponse:
+    results = [pb.RerankedCandidate(index=r.index, id=r.id or "", score=r.score,
+                                    stages=pb.StageScores(refine=r.refine, rerank=r.score))
+               for r in result.results]
+    metadata = pb.ResponseMetadata(timings_ms=result.timings_ms, model_id=model_id,
+                                   candidates=result.candidates, notes=result.notes)
+    return pb.RerankResponse(results=results, metadata=metadata)

@@ -7,9 +7,8 @@ name), so an index rebuild that swaps an alias is picked up at once.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -20,9 +19,18 @@ from mmsearch.encoders.mrl import at_width, l2_normalize
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.collections import ensure_loaded
 from mmsearch.plugin.connection import Retrying, is_unavailable
+from mmsearch.plugin.expressions import id_problem, ids_expression
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
 from mmsearch.plugin.local_features import decode_local
 from mmsearch.plugin.schema import MODEL_ID_PROPERTY, Layout
+from mmsearch.rerank.candidates import (
+    RerankCandidate,
+    Reranked,
+    RerankParams,
+    RerankResult,
+    candidate_arrays,
+    check_candidates,
+)
 from mmsearch.rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
 
 MAX_FILTER_CHARS = 4096
@@ -100,7 +108,7 @@ class SearchPipeline:
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
 
     # -- validation -----------------------------------------------------------------
-    def layout(self, base: str) -> Layout:
+    def _layout(self, base: str) -> Layout:
         """The base's collections, or INVALID_ARGUMENT naming `base`."""
         if not base:
             raise ValidationError("required", "base")
@@ -110,7 +118,7 @@ class SearchPipeline:
             raise ValidationError(f"{base!r} is not a valid base name", "base") from None
 
     def _check(self, params: SearchParams) -> tuple[Layout, int, int, bool]:
-        layout = self.layout(params.base)
+        layout = self._layout(params.base)
         if not 1 <= params.top_k <= self.limits.max_top_k:
             raise ValidationError(f"must be in 1..{self.limits.max_top_k}, got {params.top_k}",
                                   "top_k")
@@ -129,7 +137,7 @@ class SearchPipeline:
             raise PreconditionError("no scorer is loaded on this server", "options.rerank")
         return layout, width, candidates, rerank
 
-    def verify_base(self, layout: Layout, deadline: float | None = None) -> None:
+    def _verify_base(self, layout: Layout, deadline: float | None = None) -> None:
         """The base exists, was built with this model and is loaded (re-checked every 5 s)."""
         if time.monotonic() - self._verified.get(layout.base, -1e9) < 5.0:
             return
@@ -169,16 +177,19 @@ class SearchPipeline:
             raise
 
     # -- stages ---------------------------------------------------------------------
-    def query_vector(self, query: SearchQuery, layout: Layout | None, notes: list[str],
+    def _query_vector(self, query: SearchQuery, layout: Layout | None, notes: list[str],
                      deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Full-width unit vector (+ local features) of a query; a query by id reads the
         stored item from `layout`'s full-width collection."""
         if query.id is not None:
+            problem = id_problem(query.id)
+            if problem:
+                raise ValidationError(problem, "query.id")
             if query.image is not None or query.text is not None:
                 raise ValidationError("give either an id or image/text, not both", "query")
             if layout is None:
                 raise ValidationError("required for a query by id", "base")
-            rows = self.fetch(layout, [query.id], deadline)
+            rows = self._fetch(layout, [query.id], deadline)
             if not rows:
                 raise NotFoundError(f"no item {query.id!r} in base {layout.base!r}", "query.id")
             row = rows[query.id]
@@ -212,10 +223,10 @@ class SearchPipeline:
         return [{"id": h["id"], "ann": float(h["distance"]),
                  "label": h.get("entity", {}).get("label")} for h in hits[0]]
 
-    def fetch(self, layout: Layout, ids: list[str], deadline: float | None = None
+    def _fetch(self, layout: Layout, ids: list[str], deadline: float | None = None
               ) -> dict[str, dict[str, Any]]:
         alias = layout.alias(layout.full_width)
-        expression = f"id in {json.dumps(ids, ensure_ascii=False)}"
+        expression = ids_expression(ids)
         rows = self._milvus("fetch", lambda c, t: c.query(
             alias, filter=expression, output_fields=["id", "vector", "local", "label"],
             timeout=t), deadline)
@@ -228,9 +239,9 @@ class SearchPipeline:
         result = SearchResult(hits=[])
         timed = _Timer(result.timings_ms, params.deadline)
         timed.check("encode")
-        self.verify_base(layout, params.deadline)
+        self._verify_base(layout, params.deadline)
         with timed("encode"):
-            vector, query_local = self.query_vector(query, layout, result.notes,
+            vector, query_local = self._query_vector(query, layout, result.notes,
                                                     params.deadline)
         skip_self = query.id is not None and not params.include_self
         with timed("ann"):
@@ -242,7 +253,7 @@ class SearchPipeline:
         if hits and (params.refine or rerank):
             timed.check("refine")
             with timed("fetch" if not params.refine else "refine"):
-                rows = self.fetch(layout, [h.id for h in hits], params.deadline)
+                rows = self._fetch(layout, [h.id for h in hits], params.deadline)
                 hits = [h for h in hits if h.id in rows]  # deleted since the ANN: dropped
                 unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32))
                         for h in hits}
@@ -253,6 +264,49 @@ class SearchPipeline:
             if rerank and hits:
                 self._rerank(hits, rows, unit, vector, query_local, timed, result)
         result.hits = hits[: params.top_k]
+        result.timings_ms["total"] = (time.perf_counter() - started) * 1000
+        return result
+
+    def rerank(self, query: SearchQuery, candidates: Sequence[RerankCandidate],
+               params: RerankParams) -> RerankResult:
+        """Reorder the client's own candidates with the scorer; results point to them by
+        index."""
+        started = time.perf_counter()
+        if not candidates:
+            raise ValidationError("at least one candidate is required", "candidates")
+        if len(candidates) > self.limits.max_candidates:
+            raise ValidationError(f"{len(candidates)} candidates, the cap is "
+                                  f"{self.limits.max_candidates}", "candidates")
+        if not 0 <= params.top_k <= self.limits.max_top_k:
+            raise ValidationError(f"must be in 0..{self.limits.max_top_k}", "top_k")
+        by_id = check_candidates(candidates)
+        layout = None
+        if by_id or query.id is not None:
+            if not params.base:
+                raise ValidationError("required when the query or a candidate is given by "
+                                      "id", "base")
+            layout = self._layout(params.base)
+            self._verify_base(layout, params.deadline)
+        rows = self._fetch(layout, by_id, params.deadline) if by_id and layout else {}
+        result = RerankResult(results=[], candidates=len(candidates))
+        timed = _Timer(result.timings_ms, params.deadline)
+        with timed("encode"):
+            vector, query_local = self._query_vector(query, layout, result.notes,
+                                                     params.deadline)
+        vectors, locals_, has_local = candidate_arrays(
+            candidates, rows, self.encoder.config.width_max, self.encoder.config.local)
+        cosines = vectors @ vector
+        first = np.asarray([cosine if c.first_stage_score is None else c.first_stage_score
+                            for c, cosine in zip(candidates, cosines, strict=True)], np.float32)
+        timed.check("rerank")
+        if self.scorer is None:  # after validation: bad input is reported as such first
+            raise PreconditionError("no scorer is loaded on this server", "candidates")
+        with timed("rerank"):
+            scores = self.scorer.rerank(vector, query_local, vectors, locals_, has_local, first)
+        order = np.argsort(-scores, kind="stable")
+        result.results = [Reranked(int(i), candidates[i].id, float(scores[i]),
+                                   float(cosines[i]))
+                          for i in (order[: params.top_k] if params.top_k else order)]
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
 

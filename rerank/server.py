@@ -21,7 +21,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mmsearch import __version__
-from mmsearch.rerank.convert import params_from_pb, query_from_pb, search_response
+from mmsearch.rerank.convert import (
+    params_from_pb,
+    query_from_pb,
+    rerank_from_pb,
+    rerank_response,
+    search_response,
+)
 from mmsearch.rerank.errors import (
     OverloadedError,
     UnauthenticatedError,
@@ -132,10 +138,10 @@ class Sidecar:
 
     def rerank(self, request: pb.RerankRequest, context: grpc.ServicerContext
                ) -> pb.RerankResponse:
-        from mmsearch.rerank.rerank_rpc import rerank_request
-
-        return rerank_request(self.pipeline, request, context.time_remaining(),
-                              self.settings.default_deadline_ms)
+        query, candidates, params = rerank_from_pb(request, context.time_remaining(),
+                                                   self.settings.default_deadline_ms)
+        result = self.pipeline.rerank(query, candidates, params)
+        return rerank_response(result, self.pipeline.encoder.model_id)
 
     def info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoResponse:
         pipeline, encoder = self.pipeline, self.pipeline.encoder

@@ -10,13 +10,13 @@ the rows fetched per query, which does not depend on the server.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from mmsearch.plugin.expressions import ids_expression
 from mmsearch.plugin.index.exact import exact_top_k, read_vectors, recall_at
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
 from mmsearch.plugin.schema import Layout
@@ -28,7 +28,7 @@ def stored_vectors(client: Any, alias: str, ids: Sequence[str]) -> np.ndarray:
     by_id: dict[str, list[float]] = {}
     for start in range(0, len(ids), FETCH_ROWS):
         chunk = list(ids[start : start + FETCH_ROWS])
-        rows = client.query(alias, filter=f"id in {json.dumps(chunk)}",
+        rows = client.query(alias, filter=ids_expression(chunk),
                             output_fields=["id", "vector"])
         by_id.update({row["id"]: row["vector"] for row in rows})
     return np.asarray([by_id[i] for i in ids], np.float32)

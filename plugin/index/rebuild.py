@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.plugin.collections import count, ensure_loaded
+from mmsearch.plugin.expressions import ids_expression
 from mmsearch.plugin.index.build import build_and_load
 from mmsearch.plugin.index.exact import exact_top_k, iterate_rows, read_vectors, recall_at
 from mmsearch.plugin.index.versions import current_version, move_alias, versions
@@ -72,7 +73,7 @@ def snapshot(client: Any, name: str) -> dict[str, str]:
 def copy_ids(client: Any, source: str, target: str, ids: list[str], fields: list[str]) -> int:
     for start in range(0, len(ids), COPY_ROWS):
         chunk = ids[start : start + COPY_ROWS]
-        rows = client.query(source, filter=f"id in {json.dumps(chunk)}", output_fields=fields)
+        rows = client.query(source, filter=ids_expression(chunk), output_fields=fields)
         if rows:
             client.upsert(target, [{f: row.get(f) for f in fields} for row in rows])
     return len(ids)
@@ -80,7 +81,7 @@ def copy_ids(client: Any, source: str, target: str, ids: list[str], fields: list
 
 def delete_ids(client: Any, target: str, ids: list[str]) -> None:
     for start in range(0, len(ids), COPY_ROWS):
-        client.delete(target, filter=f"id in {json.dumps(ids[start : start + COPY_ROWS])}")
+        client.delete(target, filter=ids_expression(ids[start : start + COPY_ROWS]))
 
 
 def catch_up(client: Any, source: str, target: str, fields: list[str]) -> tuple[int, dict]:

@@ -200,7 +200,8 @@ def test_rebuild_under_searches_and_writes_then_rollback(lite: dict) -> None:
         n = 0
         while not stop.is_set():
             vectors = rng.standard_normal((5, WIDTHS[-1])).astype(np.float32)
-            ids = [f"w-{n + i}" for i in range(5)]
+            # non-ASCII and quoted ids: the catch-up copies them by an id expression
+            ids = [f'café "w"-{n + i}' for i in range(5)]
             for width in WIDTHS:  # like the worker: every width, the full width last
                 prefix = vectors[:, :width] / np.linalg.norm(vectors[:, :width], axis=1,
                                                              keepdims=True)
@@ -235,10 +236,10 @@ def test_rebuild_under_searches_and_writes_then_rollback(lite: dict) -> None:
     assert description["index_type"] == "IVF_FLAT"
 
     # a write after the swap, then a rollback: the old version catches up before the move
-    client.upsert("items_d16", [{**templates[16], "id": "after-swap",
+    client.upsert("items_d16", [{**templates[16], "id": "après-swap",
                                  "content_hash": "1" * 64}])
     back = index_command(lite, "rollback", "--width", "16")
     assert back.returncode == 0, back.stderr[-3000:]
     assert current_version(client, LAYOUT, 16) == 1
-    assert client.query("items_d16", filter='id == "after-swap"', output_fields=["id"])
+    assert client.query("items_d16", filter='id == "après-swap"', output_fields=["id"])
     assert client.describe_index("items_d16", index_name="vector")["index_type"] == "HNSW"

@@ -302,3 +302,12 @@ def test_prometheus_metrics_count_requests_stages_and_codes(stack: dict) -> None
     assert value("mmsearch_sidecar_stage_seconds_count", stage="ann") == 1
     assert value("mmsearch_sidecar_candidates_count") == 1
     assert value("mmsearch_sidecar_in_flight") == 0
+
+
+@pytest.mark.parametrize("bad_id", ["item\x00-1", "item-1\n", "tab\there"])
+def test_search_by_an_id_with_control_characters_names_query_id(stack: dict,
+                                                                 bad_id: str) -> None:
+    search = search_pb2_grpc.SearchServiceStub(stack["channel"])
+    code, details = call_code(search.Search, pb.SearchRequest(
+        base="items", top_k=3, query=pb.Query(id=bad_id)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("query.id"), details

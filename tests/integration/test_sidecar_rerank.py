@@ -102,3 +102,38 @@ def test_no_refine_keeps_the_ann_order_and_scores(stack: dict) -> None:
                for h in reranked.hits)
 
 
+
+
+@pytest.mark.parametrize(("candidate", "field"), [
+    (pb.RerankCandidate(id="item-2", first_stage_score=float("nan")),
+     "candidates[0].first_stage_score"),
+    (pb.RerankCandidate(id="item-2", first_stage_score=float("inf")),
+     "candidates[0].first_stage_score"),
+    (pb.RerankCandidate(id="item\x002"), "candidates[0].id"),
+    (pb.RerankCandidate(id="line\nbreak"), "candidates[0].id"),
+])
+def test_rerank_rejects_bad_candidates_naming_them(stack: dict, candidate: pb.RerankCandidate,
+                                                   field: str) -> None:
+    import grpc
+
+    rerank = stub_for(stack, "rerank", "rerank")
+    with pytest.raises(grpc.RpcError) as caught:
+        rerank.Rerank(pb.RerankRequest(base="items", query=pb.Query(text="blue dog"),
+                                       candidates=[candidate]), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(field)
+
+
+@pytest.mark.parametrize("magnitude", [3e38, 1e-45])
+def test_extreme_raw_vectors_are_normalised_not_zeroed(stack: dict, magnitude: float) -> None:
+    rerank = stub_for(stack, "rerank", "rerank")
+    # signs only: exact in float32 even at the smallest subnormal (1e-45 rounds to 1.4e-45)
+    direction = np.sign(np.random.default_rng(5).standard_normal(32))
+    extreme = pb.RerankCandidate(vector=pb.Vector(values=(direction * magnitude).tolist()))
+    plain = pb.RerankCandidate(vector=pb.Vector(values=direction.tolist()))
+    reply = rerank.Rerank(pb.RerankRequest(query=pb.Query(text="blue dog"),
+                                           candidates=[extreme, plain]), timeout=30)
+    by_index = {r.index: r for r in reply.results}
+    assert all(np.isfinite(r.score) and np.isfinite(r.stages.refine) for r in reply.results)
+    assert by_index[0].stages.refine == pytest.approx(by_index[1].stages.refine, abs=1e-6)
+    assert by_index[0].score == pytest.approx(by_index[1].score, abs=1e-5)

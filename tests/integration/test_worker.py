@@ -231,3 +231,28 @@ def test_metrics_count_what_the_worker_did(encoder, tmp_path: Path) -> None:  # 
     assert value("mmsearch_worker_records_written_total", width="32") == 5
     assert value("mmsearch_worker_records_rejected_total", field="image") == 1
     assert value("mmsearch_worker_batch_seconds_count") >= 1
+
+
+def test_ids_with_quotes_backslashes_and_non_ascii_round_trip_and_control_chars_are_dead_letters(
+        encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    odd = ['say "cheese"', "back\\slash", "café", "emoji-😀", "quote'single", 'mix\\"ed']
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [json.dumps({"id": i, "text": "red face"}) for i in odd]
+    lines[2:2] = [json.dumps({"id": "nul\x00id", "text": "red face"}),
+                  json.dumps({"id": "new\nline", "text": "red face"})]
+    manifest = data / "odd.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    worker, milvus = make_worker(encoder, tmp_path)
+    summary = worker.run(open_source(manifest))
+    assert (summary.ingested, summary.rejected) == (len(odd), 2)
+    dead = [json.loads(line) for line in
+            next((tmp_path / "state" / "deadletter").glob("*.jsonl")).read_text().splitlines()]
+    assert sorted((d["line"], d["field"]) for d in dead) == [(3, "id"), (4, "id")]
+    assert all("control character" in d["reason"] for d in dead)
+    for width in WIDTHS:
+        assert ids_in(milvus, f"items_d{width}") == sorted(odd)
+    copy = data / "odd-again.jsonl"  # another source: no checkpoint, so the lookup by id runs
+    copy.write_text(manifest.read_text())
+    again = worker.run(open_source(copy))
+    assert (again.ingested, again.unchanged) == (0, len(odd))
