@@ -20,8 +20,9 @@ from mmsearch.app.commands import ingest as ingest_commands
 from mmsearch.app.commands import serve as serve_commands
 from mmsearch.app.commands import train as train_commands
 from mmsearch.app.config import Config, load_config
+from mmsearch.app.exits import exit_code_for
 from mmsearch.app.logs import setup_logging
-from mmsearch.encoders.errors import MmsearchError
+from mmsearch.encoders.errors import UsageError, check_at_least
 
 log = logging.getLogger("mmsearch")
 # every command handler: (parsed flags, validated config) -> exit code
@@ -36,6 +37,8 @@ def _config(args: argparse.Namespace) -> Config:
     for flag in ("token_file", "db_name", "tls_ca", "tls_cert", "tls_key"):
         if getattr(args, flag, None):
             overrides.setdefault("milvus", {})[flag] = getattr(args, flag)
+    if getattr(args, "runtime", None):
+        overrides.setdefault("models", {})["runtime"] = args.runtime
     if getattr(args, "models_dir", None):
         overrides.setdefault("models", {})["dir"] = args.models_dir
     if getattr(args, "model", None):
@@ -47,8 +50,8 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     name = "report" if args.which == "all" else args.which.replace("-", "_")
     script = Path("benchmarks") / f"{name}.py"
     if not script.is_file():
-        print(f"{script} not found: run `mmsearch bench` from a source checkout", file=sys.stderr)
-        return 2
+        raise UsageError("bench", f"{script} not found: run `mmsearch bench` from a source "
+                         "checkout")
     # `python -m` from the checkout: benchmarks/ is not installed, the library is
     return subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args.rest],
                           check=False).returncode
@@ -138,9 +141,7 @@ def _rerank_parsers(sub: Any) -> None:
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from mmsearch.app.demo import run_demo
 
-    if args.by_id_sample < 1:
-        print("--by-id-sample must be >= 1", file=sys.stderr)
-        return 2
+    check_at_least({"--by-id-sample": (args.by_id_sample, 1)})
     result = run_demo(args.data_dir, args.work_dir, args.identities, args.top_k, args.config,
                       args.by_id_sample)
     if args.json:
@@ -319,9 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.log_format)
     try:
         return int(args.func(args, _config(args)))
-    except (MmsearchError, FileNotFoundError) as exc:
+    except Exception as exc:
+        code = exit_code_for(exc)
+        if code is None:
+            raise
         print(f"mmsearch: error: {exc}", file=sys.stderr)
-        return 1
+        return code
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import yaml
 
 from mmsearch.encoders.catalog import DEFAULT_WIDTHS, validate_widths
 from mmsearch.encoders.errors import ConfigError
+from mmsearch.plugin.index_spec import IndexSpec, specs_for
+from mmsearch.plugin.schema import parse_declared_attrs
 
 ENV_PREFIX = "MMSEARCH_"
 TOKEN_ENV = "MMSEARCH_MILVUS_TOKEN"
@@ -70,7 +72,8 @@ class ServerConfig:
     # candidates per scorer chunk at serving time; the scorer trains on chunks of 16 and
     # ranks best on 32 (benchmarks/results/rerank_quality.md)
     chunk_size: int = 32
-    coarse_width: int = 64
+    # width of the ANN stage; null = the second-narrowest configured width (64 by default)
+    coarse_width: int | None = None
     token_file: str | None = None  # bearer token clients must send (authorization metadata)
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -87,10 +90,12 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
-    # per-width index specs ({64: {"index_type": "HNSW", ...}}), see plugin.index_spec
-    index: dict[str, Any] = field(default_factory=dict)
-    # declared attr types ({"category": "varchar"}); empty = inferred from the first records
-    attrs: dict[str, Any] = field(default_factory=dict)
+    # `index: {64: {"index_type": "HNSW", ...}}` over the defaults, parsed once by
+    # load_config into a spec for every width (plugin.index_spec)
+    index: Mapping[int, IndexSpec] = field(default_factory=dict)
+    # declared attr types (`attrs: {category: varchar}`), parsed once; None = inferred
+    # from the first records
+    attrs: Mapping[str, str] | None = None
 
 
 # keys that once existed: a clear error instead of "unknown key"
@@ -122,7 +127,7 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise ValueError
             return str(value)
-        if annotation.startswith("dict"):
+        if annotation.startswith("Mapping"):
             if not isinstance(value, Mapping):
                 raise ValueError
             return dict(value)
@@ -211,14 +216,16 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     if config.models.precision not in ("fp32", "int8"):
         raise ConfigError("models.precision", "one of fp32, int8")
     if config.models.precision == "int8" and config.models.runtime != "onnx":
-        raise ConfigError("models.precision", "int8 runs on the onnx runtime only")
-    from mmsearch.plugin.index_spec import specs_for
-    from mmsearch.plugin.schema import parse_declared_attrs
-
-    specs_for(config.widths, config.index)  # raises ConfigError naming the key
-    parse_declared_attrs(config.attrs)
-    token = _read_token(config.milvus, environ)
-    milvus = MilvusConfig(**{**{f.name: getattr(config.milvus, f.name)
-                                for f in fields(MilvusConfig)}, "token": token})
-    return Config(**{**{f.name: getattr(config, f.name) for f in fields(Config)},
-                     "milvus": milvus})
+        raise ConfigError("models.precision", "int8 runs on the onnx runtime only, and "
+                          f"models.runtime (or --runtime) is {config.models.runtime}: use "
+                          "--runtime onnx or set models.precision to fp32")
+    coarse = config.server.coarse_width
+    if coarse is None:
+        coarse = config.widths[min(1, len(config.widths) - 1)]
+    elif coarse not in config.widths:
+        raise ConfigError("server.coarse_width", f"{coarse} is not one of the configured "
+                          f"widths {list(config.widths)}")
+    milvus = replace(config.milvus, token=_read_token(config.milvus, environ))
+    return replace(config, milvus=milvus, server=replace(config.server, coarse_width=coarse),
+                   index=specs_for(config.widths, config.index),  # errors name the key
+                   attrs=parse_declared_attrs(config.attrs) if config.attrs else None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import signal
 import socket
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmsearch.encoders.data.records import manifest_line, read_manifest
 from mmsearch.encoders.errors import MmsearchError
 
 BASE = "demo"
@@ -46,28 +46,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def read_manifest(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def subset_manifest(data_dir: Path, out: Path, identities: int | None) -> dict[str, Path]:
     """google + twitter items of the first `identities` labels present in both (all when
     None), always with the demo's own identities, written beside the data (manifests name
     images relative to themselves). Returns {id: image path} for the contact sheet."""
-    vendors = {v: read_manifest(data_dir / f"{v}.jsonl") for v in ("google", "twitter")}
-    shared = sorted({r["label"] for r in vendors["google"]}
-                    & {r["label"] for r in vendors["twitter"]})
+    vendors = {v: list(read_manifest(data_dir / f"{v}.jsonl")) for v in ("google", "twitter")}
+    shared = sorted({str(r.label) for r in vendors["google"]}
+                    & {str(r.label) for r in vendors["twitter"]})
     if identities is not None:
         shared = sorted({*shared[:identities], GRINNING, CAT, DOG} & set(shared))
     keep = set(shared)
     rows, images = [], {}
     for records in vendors.values():
         for record in records:
-            if record["label"] in keep:
-                images[record["id"]] = data_dir / record["image"]
+            if record.label in keep and record.image is not None:
+                images[record.id] = data_dir / record.image
                 rows.append(record)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(r) + "\n" for r in rows)
+    text = "".join(manifest_line(r) for r in rows)
     if not out.is_file() or out.read_text() != text:  # rewriting would restart the ingest
         out.write_text(text)
     return images

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from mmsearch.app.config import Config
 from mmsearch.encoders import load_encoder
+from mmsearch.encoders.manifest import require_same_model
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.connection import MilvusTarget, Retrying
-from mmsearch.plugin.index_spec import specs_for
 from mmsearch.plugin.schema import Layout
 from mmsearch.rerank.pipeline import Limits, SearchPipeline
 from mmsearch.rerank.server import ServerSettings
@@ -24,12 +24,11 @@ def milvus_target(config: Config) -> MilvusTarget:
                         m.call_timeout_s)
 
 
-def load_configured_encoder(config: Config, runtime: str | None = None) -> Encoder:
+def load_configured_encoder(config: Config) -> Encoder:
     models = config.models
-    runtime = runtime or models.runtime
-    encoder = load_encoder(runtime, model_dir=models.model_dir, export_dir=models.export_dir,
-                           batch_size=models.batch_size, device=models.device,
-                           precision=models.precision if runtime == "onnx" else "fp32")
+    encoder = load_encoder(models.runtime, model_dir=models.model_dir,
+                           export_dir=models.export_dir, batch_size=models.batch_size,
+                           device=models.device, precision=models.precision)
     log.info("encoder: %s (model_id %s)", encoder.describe(), encoder.model_id)
     return encoder
 
@@ -44,21 +43,17 @@ def build_pipeline(config: Config) -> SearchPipeline:
         from mmsearch.encoders.errors import ConfigError
 
         raise ConfigError("widths", f"must end at the model's width {encoder.config.width_max}")
-    coarse = config.server.coarse_width if config.server.coarse_width in config.widths \
-        else config.widths[min(1, len(config.widths) - 1)]
     scorer = load_scorer(config)
-    if scorer is not None and scorer.embedder_model_id != encoder.model_id:
-        from mmsearch.encoders.errors import ModelMismatchError
-
-        raise ModelMismatchError(
-            f"scorer {scorer.name} was trained on embeddings of model "
-            f"{scorer.embedder_model_id}, the loaded embedder is {encoder.model_id}: retrain "
-            "it (`mmsearch train reranker`) or set models.scorer to ''")
+    if scorer is not None:
+        require_same_model(scorer.embedder_model_id, encoder.model_id,
+                           f"scorer {scorer.name}", "retrain it (`mmsearch train reranker`) "
+                           "or set models.scorer to ''")
     limits = Limits(config.limits.max_top_k, config.limits.max_candidates,
                     min(config.limits.default_candidates, config.limits.max_candidates),
                     config.limits.rerank_depth)
     return SearchPipeline(encoder, Retrying(milvus_target(config)), config.widths,
-                          specs_for(config.widths, config.index), limits, coarse, scorer)
+                          config.index, limits,
+                          config.server.coarse_width, scorer)
 
 
 def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None

@@ -2,7 +2,7 @@
 
 The emoji items (google + twitter) are encoded once; for every width, candidate indexes
 are built in Milvus Lite and searched with the test images as queries (one batched call),
-recall@10 against exact numpy search at that width. `mmsearch index bench` (issue 7)
+recall@10 against exact numpy search at that width. `mmsearch index bench`
 does this properly on live data; this is the written-down reason for the defaults.
 """
 

@@ -45,7 +45,7 @@ def percentiles(times: list[float]) -> dict[str, float]:
             "count": len(times)}
 
 
-def main() -> None:  # noqa: PLR0915 - a linear script
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/emoji"))
     parser.add_argument("--queries", type=int, default=200)
@@ -58,7 +58,7 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     from mmsearch.app.config import load_config
     from mmsearch.app.wiring import build_pipeline, server_settings
     from mmsearch.rerank.pipeline import SearchParams, SearchQuery
-    from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
+    from mmsearch.rerank.server import Sidecar, build_server
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc
 
@@ -97,7 +97,7 @@ def main() -> None:  # noqa: PLR0915 - a linear script
         timings[kind] = {"in-process": local, "grpc": remote}
     load = run_load(port, ids, args.clients, args.load_seconds)
     server.stop(2)
-    capped = ServerSettings("127.0.0.1:0")  # the default in-flight cap
+    capped = server_settings(load_config(environ={}), "127.0.0.1:0")  # the default cap
     server, port, _ = build_server(Sidecar(pipeline, capped), probe=lambda: True)
     server.start()
     shed = run_load(port, ids, args.clients, args.load_seconds)

@@ -4,7 +4,7 @@ Image head: PCA of pooled image features to width_max (components by variance, s
 prefix is the best linear view at its width). Local head: PCA of the grid cells to the
 local dim (and, with a colour cell, PCA of the colour histograms: no labels here). Text
 head: PCA of caption features, zero-padded to width_max. Image and text are NOT aligned
-by this baseline; the trained embedder (issue 3) aligns them.
+by this baseline; the trained embedder (`mmsearch train encoder`) aligns them.
 """
 
 from __future__ import annotations

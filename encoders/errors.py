@@ -67,3 +67,20 @@ class ImageSizeError(InvalidInputError):
 
 class TextInputError(InvalidInputError):
     """Text that is empty, not UTF-8, or not a string."""
+
+
+class UsageError(MmsearchError, ValueError):
+    """A command-line flag has a bad value (the CLI's usage error, like argparse's own)."""
+
+    def __init__(self, flag: str, reason: str) -> None:
+        super().__init__(f"{flag}: {reason}")
+        self.flag = flag
+        self.reason = reason
+
+
+def check_at_least(minimums: dict[str, tuple[int, int]]) -> None:
+    """Raise UsageError for the first flag whose value is below its minimum;
+    minimums maps a flag to (value, least)."""
+    for flag, (value, least) in minimums.items():
+        if value < least:
+            raise UsageError(flag, f"must be >= {least}, got {value}")

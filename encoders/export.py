@@ -43,10 +43,7 @@ def tower_hashes(image: ImageTowerSpec, text: TextTowerSpec) -> dict[str, str]:
     """Content hashes of the tower weights a model uses: part of its model_id."""
     hashes: dict[str, str] = {}
     if image.kind == "mobilenetv2":
-        if image.path != "random":
-            hashes["image_tower"] = sha256_file(Path(image.path or mobilenet_weights_file()))
-        else:
-            hashes["image_tower"] = "random"
+        hashes["image_tower"] = sha256_file(Path(image.path or mobilenet_weights_file()))
     else:
         for path in _weight_files(Path(str(image.path))):
             hashes[f"image_tower/{path.name}"] = sha256_file(path)

@@ -1,7 +1,7 @@
 """MRL heads as plain arrays: y = (x - mean) @ weight, stored in heads.safetensors.
 
 A head maps tower features to width_max dims whose every prefix is usable; the PCA
-baseline orders components by variance, trained heads (issue 3) learn it per width.
+baseline orders components by variance, trained heads learn it per width.
 Arrays load with safetensors' numpy API, so reading heads never needs torch.
 """
 

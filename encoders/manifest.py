@@ -108,10 +108,14 @@ class ModelManifest:
                 )
 
 
-def require_same_model(expected: str, actual: str, what: str) -> None:
-    """The worker and the sidecar refuse to mix models (different embedding spaces)."""
-    if expected != actual:
-        raise ModelMismatchError(
-            f"{what} was built with model {expected}, but the loaded model is {actual}; "
-            "re-ingest with this model or load the model it was built with"
-        )
+REINGEST = ("re-ingest it with the loaded model (`mmsearch ingest` into a new --base, or "
+            "`mmsearch collections drop` then ingest), or load the model it was built with")
+
+
+def require_same_model(built_with: str | None, loaded: str, what: str,
+                       fix: str = REINGEST) -> None:
+    """The one same-model rule: vectors from two models live in different spaces, so the
+    worker, the sidecar and the scorer refuse to mix them."""
+    if built_with != loaded:
+        raise ModelMismatchError(f"{what} was built with model {built_with}, the loaded model "
+                                 f"is {loaded}: {fix}")

@@ -53,7 +53,7 @@ def _open(data: ImageInput, item: str) -> Image.Image:
             image = Image.open(io.BytesIO(bytes(data)))
     except Image.DecompressionBombError as exc:
         raise ImageSizeError("image", f"too many pixels: {exc}", item) from None
-    except Exception as exc:  # Pillow raises many types for bad bytes; all mean "not an image"
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad bytes; all mean "not an image"
         raise ImageDecodeError("image", f"not a decodable image ({type(exc).__name__})",
                                item) from None
     return image
@@ -95,12 +95,16 @@ def _to_rgb_on_white(image: Image.Image) -> Image.Image:
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
     )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        canvas.alpha_composite(rgba)
-        return canvas.convert("RGB")
-    return image.convert("RGB")
+    return on_white(image) if has_alpha else image.convert("RGB")
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """RGB with transparency composited on white: what every stored and queried image is
+    (transparent PNGs, rendered SVGs, product shots), so the models see one background."""
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    canvas.alpha_composite(rgba)
+    return canvas.convert("RGB")
 
 
 def image_to_array(image: Image.Image, spec: ImageSpec) -> np.ndarray:

@@ -1,1 +1,1 @@
-"""The Milvus side: width collections, the ingestion worker, index tools (issues 4 and 7)."""
+"""The Milvus side: width collections, the ingestion worker, sources, checkpoints, index tools."""

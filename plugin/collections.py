@@ -13,7 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mmsearch.encoders.errors import MmsearchError, ModelMismatchError
+from mmsearch.encoders.errors import MmsearchError
+from mmsearch.encoders.manifest import require_same_model
 from mmsearch.plugin.index_spec import IndexSpec
 from mmsearch.plugin.schema import (
     INDEX_PROPERTY,
@@ -66,12 +67,8 @@ def _verify(description: Mapping[str, Any], layout: Layout, width: int,
             f"schema: {'; '.join(problems)}. mmsearch never alters existing data: use another "
             f"--base, or drop it with `mmsearch collections drop --base {layout.base}`."
         )
-    stored = description.get("properties", {}).get(MODEL_ID_PROPERTY)
-    if stored != model_id:
-        raise ModelMismatchError(
-            f"collection {alias} was built with model {stored}, the loaded model is "
-            f"{model_id}; re-ingest into a new --base or load the model it was built with"
-        )
+    require_same_model(description.get("properties", {}).get(MODEL_ID_PROPERTY), model_id,
+                       f"collection {alias}")
 
 
 def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], model_id: str,

@@ -25,9 +25,12 @@ class MilvusUnavailableError(MmsearchError):
 
 @dataclass(frozen=True)
 class MilvusTarget:
-    uri: str = "./mmsearch.db"
+    """Where Milvus is (the config's `milvus` section holds the defaults); None: not set,
+    so the server's own default database, no TLS, no per-call timeout."""
+
+    uri: str
     token: str | None = None
-    db_name: str = "default"
+    db_name: str | None = None
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -42,7 +45,7 @@ class MilvusTarget:
 
     def describe(self) -> str:
         """For logs: the URI and database, never the token."""
-        return f"{self.uri} (db {self.db_name})"
+        return f"{self.uri} (db {self.db_name or 'default'})"
 
 
 def connect(target: MilvusTarget) -> Any:
@@ -53,7 +56,8 @@ def connect(target: MilvusTarget) -> Any:
     if target.call_timeout_s is not None:
         kwargs["timeout"] = target.call_timeout_s  # the connection handshake
     if not target.is_lite_folder:
-        kwargs["db_name"] = target.db_name
+        if target.db_name:
+            kwargs["db_name"] = target.db_name
         if target.token:
             kwargs["token"] = target.token
         if target.tls_ca or target.tls_cert:
@@ -88,6 +92,18 @@ def is_unavailable(error: BaseException) -> bool:
     # a call that timed out (a hung server) is retried like a refused one
     return (code in UNAVAILABLE_CODES or "unavailable" in text or "fail connecting" in text
             or is_timeout(error))
+
+
+# how each server words a filter it cannot parse or type-check: Milvus Lite's parser
+# points at the column; the server's proxy fails to build the query plan
+EXPRESSION_ERROR_MARKERS = (" at column ", "cannot parse expression",
+                            "failed to create query plan")
+
+
+def is_expression_error(error: BaseException) -> bool:
+    """Milvus rejected a filter expression (a client's mistake, not an outage)."""
+    text = str(error).lower()
+    return not is_unavailable(error) and any(m in text for m in EXPRESSION_ERROR_MARKERS)
 
 
 def is_timeout(error: BaseException) -> bool:

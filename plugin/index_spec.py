@@ -2,7 +2,7 @@
 
 Defaults: HNSW everywhere (vectors are unit length, so IP = cosine). Small widths get a
 small graph; the full width, searched only by the direct baseline and fetched by id in the
-funnel, gets a wider one. `mmsearch index` (issue 7) measures and replaces these.
+funnel, gets a wider one. `mmsearch index` measures and replaces these.
 """
 
 from __future__ import annotations

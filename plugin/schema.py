@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mmsearch.encoders.data.records import ID_MAX_BYTES
 from mmsearch.encoders.errors import ConfigError
 
-ID_MAX = 512
+ID_MAX = ID_MAX_BYTES
 LABEL_MAX = 512
 HASH_LEN = 64
 LOCAL_MAX = 8192

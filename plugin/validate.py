@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmsearch.plugin.expressions import id_problem
+from mmsearch.encoders.data.records import ItemRecord, RecordError, parse_item
 from mmsearch.plugin.schema import LABEL_MAX, check_attr_value
 from mmsearch.plugin.sources import RawRecord
 
@@ -64,48 +64,31 @@ class RecordValidator:
     def validate(self, raw: RawRecord) -> Candidate | Rejection:
         if raw.data is None:
             return Rejection(raw.line, None, "line", raw.error or "unreadable")
-        data = raw.data
-        record_id = data.get("id")
-        problem = id_problem(record_id)
-        if problem:
-            shown = record_id[:80] if isinstance(record_id, str) else None
-            return Rejection(raw.line, shown, "id", problem)
-        first = self.seen.get(record_id)
+        try:
+            record = parse_item(raw.data)
+        except RecordError as exc:
+            return Rejection(raw.line, exc.item_id, exc.field, exc.reason)
+        first = self.seen.get(record.id)
         if first is not None and first != raw.line:
-            return Rejection(raw.line, record_id, "id",
+            return Rejection(raw.line, record.id, "id",
                              f"duplicate id in this manifest (first on line {first})")
-        self.seen[record_id] = raw.line
-        return self._fields(raw.line, record_id, data)
+        self.seen[record.id] = raw.line
+        return self._candidate(raw.line, record)
 
-    def _fields(self, line: int, record_id: str, data: Mapping[str, Any]
-                ) -> Candidate | Rejection:
-        text = data.get("text")
-        if text is not None and not isinstance(text, str):
-            return Rejection(line, record_id, "text", "must be a string or null")
-        label = data.get("label")
-        if label is not None and not isinstance(label, str):
-            return Rejection(line, record_id, "label", "must be a string or null")
-        if label is not None and len(label.encode()) > LABEL_MAX:
-            return Rejection(line, record_id, "label", f"longer than {LABEL_MAX} bytes")
-        attrs = data.get("attrs") or {}
-        if not isinstance(attrs, dict):
-            return Rejection(line, record_id, "attrs", "must be an object or null")
-        image_path = data.get("image")
-        if image_path is None and text is None:
-            return Rejection(line, record_id, "image,text", "item has neither image nor text")
+    def _candidate(self, line: int, record: ItemRecord) -> Candidate | Rejection:
+        if record.label is not None and len(record.label.encode()) > LABEL_MAX:
+            return Rejection(line, record.id, "label", f"longer than {LABEL_MAX} bytes")
         image = None
-        if image_path is not None:
-            loaded = self._read_image(image_path)
+        if record.image is not None:
+            loaded = self._read_image(record.image)
             if isinstance(loaded, str):
-                return Rejection(line, record_id, "image", loaded)
+                return Rejection(line, record.id, "image", loaded)
             image = loaded
-        return Candidate(line, record_id, image, text, label, attrs,
-                         content_hash(image, text, label, attrs))
+        return Candidate(line, record.id, image, record.text, record.label, record.attrs,
+                         content_hash(image, record.text, record.label, record.attrs))
 
-    def _read_image(self, image_path: Any) -> bytes | str:
+    def _read_image(self, image_path: str) -> bytes | str:
         """The file's bytes, or the reason it cannot be used."""
-        if not isinstance(image_path, str) or not image_path:
-            return "must be a relative path string or null"
         relative = Path(image_path)
         if relative.is_absolute():
             return f"absolute path {image_path!r}: paths must be relative to the manifest"

@@ -1,1 +1,1 @@
-"""The chunked listwise scorer and the gRPC sidecar (issue 5)."""
+"""The search pipeline, the chunked listwise scorer and the gRPC sidecar."""

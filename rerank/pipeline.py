@@ -14,11 +14,12 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from mmsearch.encoders.errors import InvalidInputError, ModelMismatchError
+from mmsearch.encoders.errors import ConfigError, InvalidInputError
+from mmsearch.encoders.manifest import require_same_model
 from mmsearch.encoders.mrl import at_width, l2_normalize
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.collections import ensure_loaded
-from mmsearch.plugin.connection import Retrying, is_unavailable
+from mmsearch.plugin.connection import Retrying, is_expression_error
 from mmsearch.plugin.expressions import id_problem, ids_expression
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
 from mmsearch.plugin.local_features import decode_local
@@ -51,10 +52,12 @@ class Scorer(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
-    max_top_k: int = 200
-    max_candidates: int = 1000
-    default_candidates: int = 200
-    rerank_depth: int = 64  # the scorer reorders the refined list's head; the rest follows
+    """Per-request bounds; the values come from the config's `limits` section."""
+
+    max_top_k: int
+    max_candidates: int
+    default_candidates: int
+    rerank_depth: int  # the scorer reorders the refined list's head; the rest follows
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class SearchPipeline:
             raise ValidationError("required", "base")
         try:
             return Layout(base, self.widths)
-        except Exception:
+        except ConfigError:
             raise ValidationError(f"{base!r} is not a valid base name", "base") from None
 
     def _check(self, params: SearchParams) -> tuple[Layout, int, int, bool]:
@@ -147,10 +150,8 @@ class SearchPipeline:
         if description is None:
             raise NotFoundError(f"base {layout.base!r} not found (no collection {alias})",
                                 "base")
-        stored = description.get("properties", {}).get(MODEL_ID_PROPERTY)
-        if stored != self.encoder.model_id:
-            raise ModelMismatchError(f"base {layout.base!r} was built with model {stored}; "
-                                     f"this server runs {self.encoder.model_id}")
+        require_same_model(description.get("properties", {}).get(MODEL_ID_PROPERTY),
+                           self.encoder.model_id, f"base {layout.base!r}")
         # a restarted Milvus Lite (or a DBA's release) leaves collections released
         self._milvus("load", lambda c, t: [ensure_loaded(c, layout.alias(w), t)
                                            for w in layout.widths], deadline)
@@ -217,7 +218,7 @@ class SearchPipeline:
         except DeadlineError:
             raise
         except Exception as exc:
-            if expr and not is_unavailable(exc):
+            if expr and is_expression_error(exc):
                 raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None
             raise
         return [{"id": h["id"], "ann": float(h["distance"]),

@@ -45,11 +45,14 @@ SPARE_THREADS = 4  # health, reflection and fast RESOURCE_EXHAUSTED replies past
 
 @dataclass(frozen=True)
 class ServerSettings:
-    address: str = "127.0.0.1:50051"
-    max_message_bytes: int = 16 * 1024 * 1024
-    max_concurrency: int = 32
-    chunk_size: int = 32
-    default_deadline_ms: int | None = None  # for requests with no deadline of their own
+    """What the server needs from the config's `server` and `limits` sections (the config
+    holds the defaults); None means not set."""
+
+    address: str
+    max_message_bytes: int
+    max_concurrency: int
+    chunk_size: int
+    default_deadline_ms: int | None  # for requests with no deadline of their own
     token: str | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None

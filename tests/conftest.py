@@ -61,18 +61,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_text_folder: Path
     import torch
 
     from mmsearch.encoders.catalog import ImageTowerSpec, LocalSpec, ModelConfig, TextTowerSpec
-
-    torch.manual_seed(0)
-    config = ModelConfig(
-        name="tiny", image_tower=ImageTowerSpec("mobilenetv2", "random", 32),
-        text_tower=TextTowerSpec("hf_text", str(tiny_text_folder), max_length=24),
-        width_max=32, widths=(8, 16, 32), local=LocalSpec(grid=2, dim=8, colour=True))
-    # the random MobileNetV2 must be the same module at fit and export time
-    weights = tmp_path_factory.mktemp("mnv2") / "random_mobilenetv2.pt"
     from mmsearch.encoders.towers.mobilenet import MobileNetV2Tower
 
+    torch.manual_seed(0)
+    # untrained MobileNetV2 weights saved as a file, so fit and export load the same module
+    weights = tmp_path_factory.mktemp("mnv2") / "random_mobilenetv2.pt"
     torch.save(MobileNetV2Tower(grid=2).state_dict(), weights)
-    config = config.with_towers(image=ImageTowerSpec("mobilenetv2", str(weights), 32))
+    config = ModelConfig(
+        name="tiny", image_tower=ImageTowerSpec("mobilenetv2", str(weights), 32),
+        text_tower=TextTowerSpec("hf_text", str(tiny_text_folder), max_length=24),
+        width_max=32, widths=(8, 16, 32), local=LocalSpec(grid=2, dim=8, colour=True))
     return _fit_and_export(config, tmp_path_factory.mktemp("tiny_model"))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.app.config import Config
+from mmsearch.app.exits import Exit
 from mmsearch.app.wiring import layout_of, milvus_target
 from mmsearch.encoders.errors import ConfigError
 from mmsearch.plugin.collections import ensure_loaded
@@ -22,7 +23,7 @@ from mmsearch.plugin.index.report import config_block, load_bench, pick_cheapest
 from mmsearch.plugin.index.show import show_table, show_width
 from mmsearch.plugin.index.sweep import SweepOptions, run_sweep
 from mmsearch.plugin.index.versions import previous_version
-from mmsearch.plugin.index_spec import parse_spec, specs_for
+from mmsearch.plugin.index_spec import parse_spec
 from mmsearch.plugin.schema import Layout
 
 
@@ -50,7 +51,7 @@ def _check_target(target: float) -> None:
 def cmd_index_show(args: argparse.Namespace, config: Config) -> int:
     layout = layout_of(config, args.base)
     client = _client(config, layout)
-    specs = specs_for(config.widths, config.index)
+    specs = config.index
     report = [show_width(client, layout, w, specs[w]) for w in layout.widths]
     print(json.dumps(report, indent=2) if args.json else show_table(report))
     return 0
@@ -67,7 +68,7 @@ def cmd_index_bench(args: argparse.Namespace, config: Config) -> int:
     configs = (load_configs(args.configs) if args.configs
                else default_configs(int(rows), args.width, 100))
     queries = np.load(args.query_file).astype(np.float32) if args.query_file else None
-    metric = specs_for(config.widths, config.index)[args.width].metric_type
+    metric = config.index[args.width].metric_type
     sweep = run_sweep(client, alias, configs, SweepOptions(queries=args.queries, metric=metric),
                       queries)
     paths = write_bench(args.results, sweep, client.get_server_version())
@@ -101,8 +102,8 @@ def cmd_index_recommend(args: argparse.Namespace, config: Config) -> int:
         print(f"no sweep for widths {missing} in {args.results} (run `mmsearch index bench`)",
               file=sys.stderr)
     if not picks:
-        return 1
-    metric = specs_for(config.widths, config.index)[layout.full_width].metric_type
+        return Exit.BAD_INPUT
+    metric = config.index[layout.full_width].metric_type
     print(config_block(picks, metric))
     return 0
 
@@ -126,7 +127,7 @@ def cmd_index_rebuild(args: argparse.Namespace, config: Config) -> int:
                          args.drop_old)
     except RecallTooLowError as exc:
         print(f"mmsearch: error: {exc}", file=sys.stderr)
-        return 1
+        return Exit.BAD_INPUT
     print(report.line())
     if not args.drop_old:
         print(f"old version kept: `mmsearch index rollback --base {layout.base} --width "
@@ -155,7 +156,7 @@ def cmd_index_funnel(args: argparse.Namespace, config: Config) -> int:
     except ValueError:
         raise ConfigError("--candidates", f"comma-separated integers, got "
                           f"{args.candidates!r}") from None
-    specs = specs_for(config.widths, config.index)
+    specs = config.index
     result = funnel_sweep(_client(config, layout), layout, specs, args.queries, candidates)
     print(json.dumps(result, indent=2) if args.json else funnel_table(result, args.target))
     return 0

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.app.config import Config
+from mmsearch.app.exits import Exit
 from mmsearch.app.wiring import layout_of, load_configured_encoder, milvus_target
 from mmsearch.plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
-from mmsearch.plugin.connection import MilvusUnavailableError, Retrying, milvus_lite_executable
-from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.connection import Retrying, milvus_lite_executable
 from mmsearch.plugin.metrics import WorkerMetrics, serve_metrics
-from mmsearch.plugin.schema import parse_declared_attrs
 from mmsearch.plugin.sources import open_source
 from mmsearch.plugin.worker import IngestOptions, IngestWorker, Shard
 
 log = logging.getLogger(__name__)
-EXIT_UNAVAILABLE = 3
 
 
 def _ingest_one(worker: IngestWorker, path: Path) -> None:
@@ -38,9 +36,9 @@ def _ingest_one(worker: IngestWorker, path: Path) -> None:
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     layout = layout_of(config, args.base)
-    declared = parse_declared_attrs(config.attrs) if config.attrs else None
+    declared = config.attrs
     options = IngestOptions(
-        layout=layout, specs=specs_for(config.widths, config.index),
+        layout=layout, specs=config.index,
         state_dir=Path(args.state_dir or config.state_dir),
         batch_size=args.batch_size or config.models.batch_size,
         shard=Shard.parse(args.shard), declared_attrs=declared,
@@ -49,17 +47,13 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     if args.metrics_port:
         metrics = WorkerMetrics.create()
         serve_metrics(args.metrics_port, args.metrics_address)
-    encoder = load_configured_encoder(config, args.runtime)
+    encoder = load_configured_encoder(config)
     worker = IngestWorker(encoder, Retrying(milvus_target(config)), options, metrics)
-    try:
-        if args.watch:
-            watch(worker, Path(args.watch), args.poll_seconds)
-        else:
-            _ingest_one(worker, Path(args.manifest))
-    except MilvusUnavailableError as exc:
-        print(f"mmsearch: error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    return 0
+    if args.watch:
+        watch(worker, Path(args.watch), args.poll_seconds)
+    else:
+        _ingest_one(worker, Path(args.manifest))
+    return Exit.OK
 
 
 def watch(worker: IngestWorker, folder: Path, poll_seconds: float,
@@ -92,16 +86,16 @@ def cmd_collections(args: argparse.Namespace, config: Config) -> int:
                            f"{milvus.target.describe()}? Type the base name to confirm: ")
             if answer.strip() != layout.base:
                 print("not dropped", file=sys.stderr)
-                return 1
+                return Exit.BAD_INPUT
         dropped = milvus.call("drop", lambda c: drop_base(c, layout))
         print(f"dropped {len(dropped)} collection(s): {', '.join(dropped) or '-'}")
         return 0
-    encoder = load_configured_encoder(config, args.runtime)
-    attrs = parse_declared_attrs(config.attrs) if config.attrs else None
+    encoder = load_configured_encoder(config)
+    attrs = config.attrs
     if attrs is None:
         attrs = milvus.call("describe", lambda c: existing_attrs(c, layout)) or {}
     created = milvus.call("create", lambda c: ensure_collections(
-        c, layout, attrs, encoder.model_id, specs_for(config.widths, config.index)))
+        c, layout, attrs, encoder.model_id, config.index))
     print(f"created: {', '.join(created) or 'nothing (all exist and match)'}")
     return 0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.app.config import Config
+from mmsearch.app.exits import Exit
 from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
                 line = {"qid": data["qid"], "error": str(exc), "line": number}
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
     print(f"{len(queries) - failures} queries answered, {failures} failed -> {args.output}")
-    return 1 if failures else 0
+    return Exit.BAD_INPUT if failures else Exit.OK
 
 
 def _local(config: Config):  # noqa: ANN202

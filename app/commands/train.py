@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from mmsearch.app.config import Config
+from mmsearch.encoders.errors import MmsearchError, check_at_least
 
 
 def cmd_data(args: argparse.Namespace, config: Config) -> int:
@@ -42,8 +43,7 @@ def cmd_train_baseline(args: argparse.Namespace, config: Config) -> int:
                 images.append(str(Path(manifest).parent / record.image))
                 captions.append(record.text or "")
     if not images:
-        print("no train-split images in the given manifests", file=sys.stderr)
-        return 1
+        raise MmsearchError("--manifest: no train-split images in the given manifests")
     out = args.out or config.models.model_dir
     fit_baseline(ModelConfig(widths=config.widths, width_max=config.widths[-1]), images,
                  sorted(set(captions)), out, progress=True)
@@ -74,9 +74,7 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
     model_dir = args.model_dir or config.models.model_dir
     out = args.out or config.models.export_dir
-    if args.calibration_images < 1:
-        print("--calibration-images must be >= 1", file=sys.stderr)
-        return 2
+    check_at_least({"--calibration-images": (args.calibration_images, 1)})
     calibration = [] if args.no_int8 else _calibration_images(args.int8_calibration,
                                                               args.calibration_images)
     if not calibration and not args.no_int8:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from mmsearch.encoders.data.npm import fetch_npm_package
 from mmsearch.encoders.data.records import ItemRecord, split_of, write_manifest
+from mmsearch.encoders.preprocess import on_white
 
 EMOJI_VERSION = "16.0.0"
 VENDORS = ("google", "twitter")
@@ -55,11 +56,9 @@ def identities(entries: list[dict[str, Any]], vendor: str) -> Iterator[tuple[str
 
 def composite_on_white(source: Path, target: Path) -> None:
     with Image.open(source) as image:
-        rgba = image.convert("RGBA")
-    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    canvas.alpha_composite(rgba)
+        flat = on_white(image)
     target.parent.mkdir(parents=True, exist_ok=True)
-    canvas.convert("RGB").save(target)
+    flat.save(target)
 
 
 def build_vendor(package: Path, vendor: str, out_dir: Path) -> list[ItemRecord]:

@@ -14,6 +14,7 @@ from mmsearch.encoders.data.emoji import EMOJI_VERSION, identities
 from mmsearch.encoders.data.npm import fetch_npm_package
 from mmsearch.encoders.data.records import ItemRecord, split_of, write_manifest
 from mmsearch.encoders.errors import BackendMissingError
+from mmsearch.encoders.preprocess import on_white
 
 OPENMOJI_VERSION = "17.0.0"
 
@@ -29,11 +30,9 @@ def render_svg(svg: Path, target: Path, size: int = 64) -> None:
         raise BackendMissingError("cairosvg (and libcairo2)", "pip install cairosvg") from None
     png = cairosvg.svg2png(url=str(svg), output_width=size, output_height=size)
     with Image.open(io.BytesIO(png)) as image:
-        rgba = image.convert("RGBA")
-    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    canvas.alpha_composite(rgba)
+        flat = on_white(image)
     target.parent.mkdir(parents=True, exist_ok=True)
-    canvas.convert("RGB").save(target)
+    flat.save(target)
 
 
 def prepare_openmoji(out_dir: Path, cache_dir: Path) -> Path:

@@ -1,18 +1,42 @@
-"""The one item format (manifest line) and the identity split rule."""
+"""The one item format (manifest line), its parser, the id rule and the identity split.
+
+Every reader of manifests (the ingestion worker, training, benchmarks, the demo) goes
+through `parse_item`, so an item means the same thing everywhere.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# ids: the VARCHAR primary key of every width collection, and a literal inside Milvus
+# filter expressions, where a control character (a newline) cannot appear on Milvus Lite
+ID_MAX_BYTES = 512
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
 
 def split_of(label: str) -> str:
     """`test` iff sha256(label) is odd: a fixed split by identity, never by image."""
     return "test" if int(hashlib.sha256(label.encode()).hexdigest(), 16) % 2 == 1 else "train"
+
+
+def id_problem(value: object) -> str | None:
+    """Why `value` cannot be an item id, or None: a non-empty string of at most
+    ID_MAX_BYTES UTF-8 bytes with no control characters (U+0000-U+001F, U+007F)."""
+    if not isinstance(value, str) or not value.strip():
+        return "missing or not a non-empty string"
+    if len(value.encode("utf-8", "surrogatepass")) > ID_MAX_BYTES:
+        return f"longer than {ID_MAX_BYTES} bytes"
+    found = CONTROL_CHARS.search(value)
+    if found:
+        return (f"contains the control character U+{ord(found.group()):04X} at position "
+                f"{found.start()}: ids hold printable characters only")
+    return None
 
 
 @dataclass(frozen=True)
@@ -27,22 +51,63 @@ class ItemRecord:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+class RecordError(ValueError):
+    """A manifest line that is not an item: names the field (and the id when it has one)."""
+
+    def __init__(self, field_name: str, reason: str, item_id: str | None = None) -> None:
+        super().__init__(f"{field_name}: {reason}")
+        self.field, self.reason, self.item_id = field_name, reason, item_id
+
+
+def parse_item(data: Any) -> ItemRecord:
+    """One decoded manifest line as an ItemRecord, or RecordError naming the field."""
+    if not isinstance(data, dict):
+        raise RecordError("line", "not a JSON object")
+    problem = id_problem(data.get("id"))
+    if problem:
+        shown = data["id"][:80] if isinstance(data.get("id"), str) else None
+        raise RecordError("id", problem, shown)
+    item_id = data["id"]
+    for name in ("text", "label", "split"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise RecordError(name, "must be a string or null", item_id)
+    attrs = data.get("attrs") or {}
+    if not isinstance(attrs, dict):
+        raise RecordError("attrs", "must be an object or null", item_id)
+    image = data.get("image")
+    if image is not None and (not isinstance(image, str) or not image):
+        raise RecordError("image", "must be a relative path string or null", item_id)
+    if image is None and data.get("text") is None:
+        raise RecordError("image,text", "item has neither image nor text", item_id)
+    return ItemRecord(item_id, image, data.get("text"), data.get("label"), data.get("split"),
+                      attrs)
+
+
+def manifest_line(record: ItemRecord) -> str:
+    return json.dumps(asdict(record), ensure_ascii=False) + "\n"
+
+
 def write_manifest(path: Path, records: Iterable[ItemRecord]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            handle.write(manifest_line(record))
             count += 1
     tmp.replace(path)  # a half-written manifest never appears under the final name
     return count
 
 
 def read_manifest(path: Path) -> Iterator[ItemRecord]:
-    """Trusting reader for manifests this project wrote (benchmarks, training). The
-    ingestion worker validates user manifests line by line instead."""
+    """Every item of a manifest this project or a user wrote for training, benchmarks or
+    the demo; a bad line stops with an error naming the file, line and field (the
+    ingestion worker dead-letters such lines instead, see mmsearch.plugin.validate)."""
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield ItemRecord(**json.loads(line))
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield parse_item(json.loads(line))
+            except (json.JSONDecodeError, RecordError) as exc:
+                raise RecordError("line", f"{path}:{number}: {exc}") from None

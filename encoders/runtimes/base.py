@@ -58,7 +58,8 @@ class Encoder(ABC):
     runtime: str = "abstract"
     model_id: str = ""  # identifies the model across runtimes (see encoders.manifest)
 
-    def __init__(self, config: ModelConfig, tokenizer: TextTokenizer, batch_size: int = 32):
+    def __init__(self, config: ModelConfig, tokenizer: TextTokenizer, batch_size: int = 32
+                 ) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self.batch_size = batch_size

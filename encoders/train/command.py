@@ -19,6 +19,7 @@ import torch
 from mmsearch.encoders.catalog import FusionSpec, LocalSpec, ModelConfig
 from mmsearch.encoders.colour import fit_colour_head, image_histograms
 from mmsearch.encoders.data.records import read_manifest
+from mmsearch.encoders.errors import UsageError, check_at_least
 from mmsearch.encoders.heads import HeadSet, LinearHead, fit_pca_head
 from mmsearch.encoders.metrics import retrieval_metrics
 from mmsearch.encoders.mrl import at_width, fuse
@@ -177,47 +178,38 @@ def add_colour_head(model_dir: Path, items: TrainItems) -> ModelConfig:
 
 
 def cmd_train_colour(args: argparse.Namespace, default_model_dir: Path) -> int:
-    for manifest in args.manifest:
-        if not Path(manifest).is_file():
-            print(f"--manifest: {manifest} not found (run `mmsearch data emoji`)",
-                  file=sys.stderr)
-            return 2
+    check_manifests(args.manifest)
     model_dir = args.model_dir or default_model_dir
     if not (Path(model_dir) / "model.json").is_file():
-        print(f"--model-dir: no model.json in {model_dir}", file=sys.stderr)
-        return 2
+        raise UsageError("--model-dir", f"no model.json in {model_dir}")
     try:  # no train items, or fewer identities than local dims
         items = read_train_items(args.manifest)
         add_colour_head(Path(model_dir), items)
     except ValueError as exc:
-        print(f"mmsearch train colour: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError("--manifest", str(exc)) from None
     print(f"colour head fitted on {len(items.images)} train items; {model_dir} now has "
           f"{ModelConfig.load(Path(model_dir)).local.cells} local cells; run `mmsearch "
           "export` and re-ingest")
     return 0
 
 
-def check_args(args: argparse.Namespace) -> str | None:
-    """The first bad flag as a message naming it, or None."""
-    for manifest in args.manifest:
+def check_manifests(manifests: list[Path]) -> None:
+    for manifest in manifests:
         if not Path(manifest).is_file():
-            return f"--manifest: {manifest} not found (run `mmsearch data emoji`)"
-    limits = {"--epochs": (args.epochs, 1), "--views": (args.views, 1),
-              "--tune-blocks": (args.tune_blocks, 0),
-              "--batch-identities": (args.batch_identities, 2)}
-    for flag, (value, least) in limits.items():
-        if value < least:
-            return f"{flag} must be >= {least}, got {value}"
-    return None
+            raise UsageError("--manifest", f"{manifest} not found (run `mmsearch data emoji`)")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """UsageError naming the first bad flag."""
+    check_manifests(args.manifest)
+    check_at_least({"--epochs": (args.epochs, 1), "--views": (args.views, 1),
+                    "--tune-blocks": (args.tune_blocks, 0),
+                    "--batch-identities": (args.batch_identities, 2)})
 
 
 def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_dir: Path
                       ) -> int:
-    problem = check_args(args)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
+    check_args(args)
     items = read_train_items(args.manifest)
     base = ModelConfig(widths=widths, width_max=widths[-1],
                        local=LocalSpec(colour=args.colour))

@@ -29,7 +29,7 @@ def current_version(client: Any, layout: Layout, width: int) -> int:
     alias = layout.alias(width)
     try:
         target = client.describe_alias(alias)["collection_name"]
-    except Exception as exc:  # pymilvus raises a bare MilvusException for a missing alias
+    except Exception as exc:  # noqa: BLE001 - pymilvus raises a bare MilvusException for a missing alias
         raise VersionError(f"alias {alias} does not exist: ingest into base "
                            f"{layout.base!r} first ({exc})") from None
     match = re.match(rf"^{re.escape(alias)}_v(\d+)$", target)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from mmsearch.encoders import load_encoder
+from mmsearch.encoders.errors import UsageError, check_at_least
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
 from mmsearch.rerank.scorer.model import ScorerConfig
@@ -63,25 +63,18 @@ def training_pairs(encoder: Encoder, data: Path, cache: Path | None, depth: int,
     return pairs
 
 
-def check_args(args: argparse.Namespace) -> str | None:
-    """The first bad flag as a message naming it, or None."""
-    limits = {"--epochs": (args.epochs, 1), "--pg-epochs": (args.pg_epochs, 0),
-              "--chunk-size": (args.chunk_size, 1), "--candidates": (args.candidates, 1),
-              "--query-views": (args.query_views, 0)}
-    for flag, (value, least) in limits.items():
-        if value < least:
-            return f"{flag} must be >= {least}, got {value}"
+def check_args(args: argparse.Namespace) -> None:
+    """UsageError naming the first bad flag."""
+    check_at_least({"--epochs": (args.epochs, 1), "--pg-epochs": (args.pg_epochs, 0),
+                    "--chunk-size": (args.chunk_size, 1), "--candidates": (args.candidates, 1),
+                    "--query-views": (args.query_views, 0)})
     if args.candidates % args.chunk_size:  # lists are cut into whole chunks
-        return (f"--candidates ({args.candidates}) must be a multiple of --chunk-size "
-                f"({args.chunk_size})")
-    return None
+        raise UsageError("--candidates", f"({args.candidates}) must be a multiple of "
+                         f"--chunk-size ({args.chunk_size})")
 
 
 def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: Path) -> int:
-    problem = check_args(args)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
+    check_args(args)
     encoder = load_encoder("onnx", export_dir=export_dir)
     pairs = training_pairs(encoder, Path(args.data), Path(args.cache), args.candidates,
                            args.fused_lists, args.query_views)

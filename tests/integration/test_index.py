@@ -28,11 +28,12 @@ from mmsearch.plugin.schema import Layout
 from mmsearch.plugin.sources import open_source
 from mmsearch.plugin.worker import IngestOptions, IngestWorker
 from mmsearch.rerank.pipeline import Limits, SearchPipeline
-from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
+from mmsearch.rerank.server import Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
 from support.data import write_items
 from support.processes import free_port, start_lite_server
+from support.sidecar_stack import server_settings_for_tests
 
 WIDTHS = (8, 16, 32)
 LAYOUT = Layout("items", WIDTHS)
@@ -154,10 +155,11 @@ def test_funnel_reports_cheapest_setting(lite: dict, capsys: pytest.CaptureFixtu
 def sidecar_for(lite: dict) -> tuple[grpc.Server, int]:
     milvus = Retrying(MilvusTarget(lite["uri"]))
     pipeline = SearchPipeline(lite["encoder"], milvus, WIDTHS, specs_for(WIDTHS, {}),
-                              Limits(max_top_k=20, max_candidates=50, default_candidates=30),
+                              Limits(max_top_k=20, max_candidates=50, default_candidates=30,
+                                     rerank_depth=64),
                               coarse_width=16)
-    server, port, _health = build_server(Sidecar(pipeline, ServerSettings(
-        "127.0.0.1:0")), probe=lambda: True)
+    server, port, _health = build_server(Sidecar(pipeline, server_settings_for_tests()),
+                                         probe=lambda: True)
     server.start()
     return server, port
 

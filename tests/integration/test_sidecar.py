@@ -15,11 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
-from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
+from mmsearch.rerank.server import Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
 from support.data import CAPTIONS, png_bytes
-from support.sidecar_stack import WIDTHS, call_code, image_of
+from support.sidecar_stack import WIDTHS, call_code, image_of, server_settings_for_tests
 
 
 def test_health_reflection_and_info(stack: dict) -> None:
@@ -158,7 +158,7 @@ def test_deadline_already_past(stack: dict) -> None:
 def test_server_default_deadline_applies_only_without_a_client_deadline(stack: dict) -> None:
     # a 1 ms server budget: any Milvus round trip outlives it, so a request that brings no
     # deadline of its own is cut at the next stage; one that brings its own is not
-    settings = ServerSettings("127.0.0.1:0", default_deadline_ms=1)
+    settings = server_settings_for_tests(default_deadline_ms=1)
     server, port, _health = build_server(Sidecar(stack["pipeline"], settings),
                                          probe=lambda: True)
     server.start()
@@ -256,7 +256,8 @@ def test_tls(stack: dict, tmp_path: Path) -> None:
                     "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out",
                     str(cert)], check=True, capture_output=True)
     pipeline = stack["pipeline"]
-    settings = ServerSettings("127.0.0.1:0", tls_cert=cert.read_bytes(), tls_key=key.read_bytes())
+    settings = server_settings_for_tests(tls_cert=cert.read_bytes(),
+                                         tls_key=key.read_bytes())
     server, port, _ = build_server(Sidecar(pipeline, settings), probe=lambda: True)
     server.start()
     try:
@@ -278,7 +279,7 @@ def test_prometheus_metrics_count_requests_stages_and_codes(stack: dict) -> None
     from mmsearch.rerank.metrics import SidecarMetrics
 
     registry = CollectorRegistry()
-    sidecar = Sidecar(stack["pipeline"], ServerSettings("127.0.0.1:0"),
+    sidecar = Sidecar(stack["pipeline"], server_settings_for_tests(),
                       SidecarMetrics.create(registry))
     server, port, _health = build_server(sidecar, probe=lambda: True)
     server.start()

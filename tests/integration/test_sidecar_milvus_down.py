@@ -22,12 +22,12 @@ from mmsearch.plugin.schema import Layout
 from mmsearch.plugin.sources import open_source
 from mmsearch.plugin.worker import IngestOptions, IngestWorker
 from mmsearch.rerank.pipeline import Limits, SearchPipeline
-from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
+from mmsearch.rerank.server import Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
 from support.data import write_items
 from support.processes import start_lite_server
-from support.sidecar_stack import call_code
+from support.sidecar_stack import call_code, server_settings_for_tests
 
 WIDTHS = (8, 16, 32)
 SERVING, NOT_SERVING = (health_pb2.HealthCheckResponse.SERVING,
@@ -57,10 +57,11 @@ def test_health_follows_milvus_and_search_fails_fast_while_it_is_down(
                                 tmp_path / "state", batch_size=16, progress=False)
         IngestWorker(encoder, milvus, options).run(open_source(write_items(tmp_path / "d", 20)))
         pipeline = SearchPipeline(encoder, milvus, WIDTHS, specs_for(WIDTHS, {}),
-                                  Limits(max_top_k=20, max_candidates=50, default_candidates=20),
+                                  Limits(max_top_k=20, max_candidates=50, default_candidates=20,
+                                         rerank_depth=64),
                                   coarse_width=16)
         server, grpc_port, health = build_server(
-            Sidecar(pipeline, ServerSettings("127.0.0.1:0")),
+            Sidecar(pipeline, server_settings_for_tests()),
             probe=milvus_health_probe(milvus, timeout_s=1.0))
         health.interval_s = 0.2
         server.start()

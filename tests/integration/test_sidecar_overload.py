@@ -14,10 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mmsearch.app.commands.serve import retrying_channel
 from mmsearch.rerank.metrics import SidecarMetrics
 from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
-from mmsearch.rerank.server import ServerSettings, Sidecar, build_server
+from mmsearch.rerank.server import Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
-from support.sidecar_stack import call_code
+from support.sidecar_stack import call_code, server_settings_for_tests
 
 
 class HeldSearches:
@@ -42,7 +42,7 @@ def test_past_max_concurrency_requests_are_shed_and_health_answers(stack: dict) 
     from prometheus_client import CollectorRegistry
 
     held = HeldSearches(stack["pipeline"])
-    settings = ServerSettings("127.0.0.1:0")  # the default cap, as a user runs it
+    settings = server_settings_for_tests()  # the default cap, as a user runs it
     registry = CollectorRegistry()
     server, port, health = build_server(
         Sidecar(held, settings, SidecarMetrics.create(registry)), probe=lambda: True)

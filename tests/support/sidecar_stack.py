@@ -29,6 +29,16 @@ from support.data import write_items
 WIDTHS = (8, 16, 32)
 
 
+def server_settings_for_tests(**changes: object) -> ServerSettings:
+    """The settings `mmsearch serve` gets from a default config, on a free port."""
+    from dataclasses import replace
+
+    from mmsearch.app.config import load_config
+    from mmsearch.app.wiring import server_settings
+
+    return replace(server_settings(load_config(environ={}), "127.0.0.1:0"), **changes)
+
+
 @pytest.fixture(scope="module")
 def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("sidecar")
@@ -39,7 +49,8 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                             batch_size=16, progress=False)
     IngestWorker(encoder, milvus, options).run(open_source(manifest))
     pipeline = SearchPipeline(encoder, milvus, WIDTHS, specs_for(WIDTHS, {}),
-                              Limits(max_top_k=20, max_candidates=50, default_candidates=30),
+                              Limits(max_top_k=20, max_candidates=50, default_candidates=30,
+                                     rerank_depth=64),
                               coarse_width=16)
     scorer = tiny_scorer(root)
     with_scorer = replace_scorer(pipeline, scorer)
@@ -47,8 +58,7 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     for name, token, served in (("open", None, pipeline), ("auth", "s3cret-token", pipeline),
                                 ("rerank", None, with_scorer),
                                 ("slow", None, replace_scorer(pipeline, NeverInTime(scorer)))):
-        settings = ServerSettings("127.0.0.1:0", max_message_bytes=2 * 1024 * 1024,
-                                  token=token)
+        settings = server_settings_for_tests(max_message_bytes=2 * 1024 * 1024, token=token)
         server, port, health = build_server(Sidecar(served, settings),
                                             probe=lambda: milvus.client is not None)
         server.start()
@@ -93,7 +103,7 @@ def image_of(stack: dict, index: int) -> bytes:
     return (stack["root"] / "data" / "img" / f"item-{index}.png").read_bytes()
 
 
-def call_code(fn, request, **kwargs) -> tuple[grpc.StatusCode, str]:  # noqa: ANN001
+def call_code(fn, request, **kwargs: float) -> tuple[grpc.StatusCode, str]:  # noqa: ANN001
     kwargs.setdefault("timeout", 30)
     with pytest.raises(grpc.RpcError) as err:
         fn(request, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,14 +31,15 @@ def test_console_script_runs() -> None:
     assert "ingest" in out and "serve" in out
 
 
-def test_bad_config_is_a_clean_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("limits:\n  max_top_k: nope\n")
     assert main(["export", "--config", str(config)]) == 1
     assert "limits.max_top_k" in capsys.readouterr().err
 
 
-def test_train_colour_names_the_bad_flag(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_colour_names_the_bad_flag(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.jsonl"
     assert main(["train", "colour", "--manifest", str(missing)]) == 2
     assert "--manifest" in capsys.readouterr().err

@@ -72,4 +72,4 @@ def test_calibration_count_is_checked(capsys: pytest.CaptureFixture[str]) -> Non
     from mmsearch.app.cli import main
 
     assert main(["export", "--calibration-images", "0"]) == 2
-    assert "--calibration-images must be >= 1" in capsys.readouterr().err
+    assert "--calibration-images: must be >= 1" in capsys.readouterr().err

@@ -115,7 +115,8 @@ def test_checkpoint_round_trip(trained: TrainResult) -> None:
     assert cosine.min() > 0.999
 
 
-def test_training_changed_the_tower_and_heads(trained: TrainResult, tiny_model) -> None:
+def test_training_changed_the_tower_and_heads(trained: TrainResult,
+                                            tiny_model: tuple[Path, Path]) -> None:
     baseline = HeadSet.load(tiny_model[0])
     tuned = HeadSet.load(trained.model_dir)
     assert not np.allclose(baseline.image.weight, tuned.image.weight)
@@ -160,9 +161,9 @@ def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) 
 
 @pytest.mark.parametrize(("flags", "named"), [
     (["--manifest", "missing.jsonl"], "--manifest: missing.jsonl not found"),
-    (["--epochs", "0"], "--epochs must be >= 1"),
-    (["--tune-blocks", "-1"], "--tune-blocks must be >= 0"),
-    (["--batch-identities", "1"], "--batch-identities must be >= 2"),
+    (["--epochs", "0"], "--epochs: must be >= 1"),
+    (["--tune-blocks", "-1"], "--tune-blocks: must be >= 0"),
+    (["--batch-identities", "1"], "--batch-identities: must be >= 2"),
 ])
 def test_bad_training_flags_are_named(flags: list[str], named: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:

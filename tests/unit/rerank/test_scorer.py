@@ -176,10 +176,10 @@ def test_lists_by_stored_id_never_list_the_query_itself() -> None:
 
 
 @pytest.mark.parametrize(("flags", "named"), [
-    (["--epochs", "0"], "--epochs must be >= 1"),
-    (["--pg-epochs", "-1"], "--pg-epochs must be >= 0"),
-    (["--chunk-size", "0"], "--chunk-size must be >= 1"),
-    (["--query-views", "-1"], "--query-views must be >= 0"),
+    (["--epochs", "0"], "--epochs: must be >= 1"),
+    (["--pg-epochs", "-1"], "--pg-epochs: must be >= 0"),
+    (["--chunk-size", "0"], "--chunk-size: must be >= 1"),
+    (["--query-views", "-1"], "--query-views: must be >= 0"),
     (["--candidates", "40", "--chunk-size", "16"], "multiple of --chunk-size"),
 ])
 def test_bad_reranker_flags_are_named(flags: list[str], named: str, tmp_path: Path,
