@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from mmsearch.plugin.index_spec import IndexSpec
 from mmsearch.plugin.schema import (
     INDEX_PROPERTY,
     MODEL_ID_PROPERTY,
+    UUID_PROPERTY,
     WIDTH_PROPERTY,
     Layout,
     attrs_from_fields,
@@ -89,10 +91,22 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
                 physical, schema=build_schema(layout, width, attrs, nullable),
                 index_params=_index_params(client, specs[width]),
                 properties={MODEL_ID_PROPERTY: model_id, WIDTH_PROPERTY: str(width),
+                            UUID_PROPERTY: uuid.uuid4().hex,
                             INDEX_PROPERTY: json.dumps(specs[width].to_json())})
         client.create_alias(physical, alias)
         created.append(alias)
     return created
+
+
+def collection_uuids(client: Any, layout: Layout) -> dict[str, str | None]:
+    """{alias: the collection's UUID_PROPERTY} per width; None where the alias does not
+    exist, "" for a collection created before collections carried one."""
+    out: dict[str, str | None] = {}
+    for width in layout.widths:
+        description = describe_or_none(client, layout.alias(width))
+        out[layout.alias(width)] = (None if description is None else
+                                    description.get("properties", {}).get(UUID_PROPERTY, ""))
+    return out
 
 
 def ensure_loaded(client: Any, name: str, timeout: float | None = None) -> None:

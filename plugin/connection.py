@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mmsearch.encoders.errors import MmsearchError
@@ -42,6 +43,12 @@ class MilvusTarget:
     @property
     def is_lite_folder(self) -> bool:
         return "://" not in self.uri
+
+    def identity(self) -> str:
+        """Which store this is, for checkpoints: the resolved folder of a Milvus Lite store,
+        or the server URI, and the database."""
+        where = str(Path(self.uri).resolve()) if self.is_lite_folder else self.uri
+        return f"{where}|{self.db_name or 'default'}"
 
     def describe(self) -> str:
         """For logs: the URI and database, never the token."""

@@ -25,6 +25,10 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 ATTR_TYPES = ("varchar", "int64", "double", "bool")
 MODEL_ID_PROPERTY = "mmsearch.model_id"
 WIDTH_PROPERTY = "mmsearch.width"
+# a random id given to each physical collection when it is created (copied by an index
+# rebuild, which copies the data): checkpoints record it, so a checkpoint never vouches for
+# a collection that was dropped or recreated (Milvus Lite reports id 0 and no creation time)
+UUID_PROPERTY = "mmsearch.collection_uuid"
 # the index spec a version was built with (JSON): some servers (Milvus Lite) do not report
 # build params in describe_index, and none report search params
 INDEX_PROPERTY = "mmsearch.index"

@@ -23,6 +23,9 @@ class Checkpoint:
     fingerprint: str
     base: str
     shard: str
+    target: str = ""  # MilvusTarget.identity(): the store this checkpoint describes
+    # {alias: collection uuid} of the base when the checkpoint was committed
+    collections: dict[str, str | None] = field(default_factory=dict)
     offset: int = 0
     finished: bool = False
     deadletter_bytes: int = 0
@@ -39,9 +42,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 class StateStore:
-    def __init__(self, state_dir: Path, source: Path, base: str, shard: str) -> None:
+    def __init__(self, state_dir: Path, source: Path, base: str, shard: str,
+                 target: str) -> None:
+        """One checkpoint per (source, base, shard, target): the same manifest ingested
+        into another Milvus (or database) is another job."""
         self.source = str(Path(source).resolve())
-        key = hashlib.sha1(f"{self.source}|{base}|{shard}".encode()).hexdigest()[:12]
+        self.target = target
+        key = hashlib.sha1(f"{self.source}|{base}|{shard}|{target}".encode()).hexdigest()[:12]
         name = f"{Path(source).stem}-{base}-{shard.replace('/', 'of')}-{key}"
         self.checkpoint_path = Path(state_dir) / "checkpoints" / f"{name}.json"
         self.deadletter_path = Path(state_dir) / "deadletter" / f"{name}.jsonl"

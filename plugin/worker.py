@@ -21,7 +21,12 @@ from tqdm import tqdm
 
 from mmsearch.encoders.errors import ConfigError
 from mmsearch.encoders.runtimes.base import Embeddings, Encoder
-from mmsearch.plugin.collections import ensure_collections, ensure_loaded, existing_attrs
+from mmsearch.plugin.collections import (
+    collection_uuids,
+    ensure_collections,
+    ensure_loaded,
+    existing_attrs,
+)
 from mmsearch.plugin.connection import Retrying
 from mmsearch.plugin.expressions import ids_expression
 from mmsearch.plugin.index_spec import IndexSpec
@@ -124,6 +129,7 @@ class IngestWorker:
         self.options = options
         self.metrics = metrics
         self.attrs: dict[str, str] | None = None
+        self.collections: dict[str, str | None] = {}  # alias -> collection uuid
         self.nullable = True
         self.stages: dict[str, float] = {}  # seconds per stage, for the summary and benchmarks
         check_widths(options.layout.widths, encoder)
@@ -148,6 +154,8 @@ class IngestWorker:
         with self._stage("create/verify collections"):
             self.milvus.call("create collections", lambda c: ensure_collections(
                 c, self.options.layout, attrs, self.encoder.model_id, self.options.specs))
+            self.collections = self.milvus.call(
+                "describe collections", lambda c: collection_uuids(c, self.options.layout))
             version = self.milvus.call("server version", lambda c: c.get_server_version())
         self.nullable = server_supports_nullable(version)
         if not self.nullable:
@@ -172,10 +180,10 @@ class IngestWorker:
 
     def run(self, source: Source) -> IngestSummary:
         store = StateStore(self.options.state_dir, source.path, self.options.layout.base,
-                           str(self.options.shard))
+                           str(self.options.shard), self.milvus.target.identity())
         with self._stage("fingerprint source"):
             fingerprint = source.fingerprint()
-        checkpoint = store.load()
+        checkpoint = self._checkpoint_for_this_store(store, source)
         if checkpoint and checkpoint.fingerprint == fingerprint and checkpoint.finished:
             log.info("%s: already finished for base %s", source.path, self.options.layout.base)
             return IngestSummary(already_finished=True)
@@ -184,7 +192,8 @@ class IngestWorker:
                         "(unchanged items are skipped)", source.path)
             checkpoint = None
         checkpoint = checkpoint or Checkpoint(store.source, fingerprint,
-                                              self.options.layout.base, str(self.options.shard))
+                                              self.options.layout.base, str(self.options.shard),
+                                              store.target, dict(self.collections))
         if checkpoint.offset:
             log.info("resuming %s after line %d", source.path, checkpoint.offset)
         validator = RecordValidator(source.root)
@@ -202,6 +211,20 @@ class IngestWorker:
         counts = checkpoint.counts
         return IngestSummary(counts["ingested"], counts["unchanged"], counts["rejected"],
                              stage_seconds={k: round(v, 3) for k, v in self.stages.items()})
+
+    def _checkpoint_for_this_store(self, store: StateStore, source: Source
+                                   ) -> Checkpoint | None:
+        """The stored checkpoint, if the base's collections are still the ones it describes;
+        a base dropped or recreated since then is ingested again from line 1."""
+        self.collections = self.milvus.call(
+            "describe collections", lambda c: collection_uuids(c, self.options.layout))
+        checkpoint = store.load()
+        if checkpoint and checkpoint.collections != self.collections:
+            log.warning("%s: base %s at %s is not the one the checkpoint describes (dropped "
+                        "or recreated since): ingesting again from line 1", source.path,
+                        self.options.layout.base, self.milvus.target.describe())
+            return None
+        return checkpoint
 
     def _start_schema(self) -> None:
         existing = self.milvus.call("describe collections",
@@ -251,6 +274,7 @@ class IngestWorker:
         checkpoint.counts["unchanged"] += batch.unchanged
         checkpoint.counts["rejected"] += len(batch.rejections)
         checkpoint.offset = last_line
+        checkpoint.collections = dict(self.collections)
         with self._stage("checkpoint"):
             store.commit(checkpoint)
         if self.metrics:

@@ -9,6 +9,14 @@ import pytest
 from support.data import CAPTIONS, VOCAB, random_images, write_tokenizer
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop in-process Milvus Lite servers while output streams are open: milvus-lite's
+    own atexit hook logs after pytest closed them ('--- Logging error ---' blocks)."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_all()
+
+
 @pytest.fixture(scope="session")
 def tiny_text_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import BertConfig, BertModel

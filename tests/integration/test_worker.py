@@ -256,3 +256,42 @@ def test_ids_with_quotes_backslashes_and_non_ascii_round_trip_and_control_chars_
     copy.write_text(manifest.read_text())
     again = worker.run(open_source(copy))
     assert (again.ingested, again.unchanged) == (0, len(odd))
+
+
+def _ingest_into(encoder, store: Path, state: Path, manifest: Path):  # noqa: ANN001, ANN202
+    milvus = Retrying(MilvusTarget(str(store)))
+    options = IngestOptions(Layout("items", WIDTHS), specs_for(WIDTHS, {}), state,
+                            batch_size=8, progress=False)
+    summary = IngestWorker(encoder, milvus, options).run(open_source(manifest))
+    found = ids_in(milvus, "items_d8")
+    milvus.client.close()
+    return summary, found
+
+
+def test_the_checkpoint_belongs_to_the_store_it_describes(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    """Same manifest, same state folder: another store, a dropped base, a store recreated
+    under the same path are each ingested in full, never 'already finished'."""
+    import shutil
+
+    from mmsearch.plugin.collections import drop_base
+
+    manifest = write_items(tmp_path / "data", 12)
+    state = tmp_path / "state"
+    expected = sorted(f"item-{i}" for i in range(12))
+    first, found = _ingest_into(encoder, tmp_path / "a.db", state, manifest)
+    assert first.ingested == 12 and found == expected
+    again, _ = _ingest_into(encoder, tmp_path / "a.db", state, manifest)
+    assert again.already_finished  # the same store: nothing to do
+    other, found = _ingest_into(encoder, tmp_path / "b.db", state, manifest)
+    assert other.ingested == 12 and found == expected  # another store: a job of its own
+    milvus = Retrying(MilvusTarget(str(tmp_path / "a.db")))
+    milvus.call("drop", lambda c: drop_base(c, Layout("items", WIDTHS)))
+    milvus.client.close()
+    dropped, found = _ingest_into(encoder, tmp_path / "a.db", state, manifest)
+    assert dropped.ingested == 12 and found == expected
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(str(tmp_path / "b.db"))  # as a process exit does
+    shutil.rmtree(tmp_path / "b.db")  # recreated under the same path
+    recreated, found = _ingest_into(encoder, tmp_path / "b.db", state, manifest)
+    assert recreated.ingested == 12 and found == expected
