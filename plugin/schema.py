@@ -81,11 +81,22 @@ def check_attr_value(name: str, value: Any, declared: str) -> str | None:
     return f"type {actual} conflicts with the collection's {declared} field"
 
 
+def attr_name_problem(name: str) -> str | None:
+    """Why `name` cannot be an attr field, or None (declared and inferred attrs alike)."""
+    if name in RESERVED:
+        return f"reserved for mmsearch's own fields {sorted(RESERVED)}"
+    if not NAME_RE.match(name):
+        return ("not a valid field name: a letter or _ then letters, digits or _, "
+                "at most 128 characters")
+    return None
+
+
 def parse_declared_attrs(raw: Mapping[str, Any]) -> dict[str, str]:
     attrs = {}
     for name, kind in raw.items():
-        if not NAME_RE.match(str(name)) or name in RESERVED:
-            raise ConfigError(f"attrs.{name}", "not a valid field name (or reserved)")
+        problem = attr_name_problem(str(name))
+        if problem:
+            raise ConfigError(f"attrs.{name}", problem)
         if str(kind).lower() not in ATTR_TYPES:
             raise ConfigError(f"attrs.{name}", f"type must be one of {ATTR_TYPES}")
         attrs[str(name)] = str(kind).lower()

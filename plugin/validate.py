@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.encoders.data.records import ItemRecord, RecordError, parse_item
-from mmsearch.plugin.schema import LABEL_MAX, check_attr_value
+from mmsearch.plugin.schema import LABEL_MAX, attr_name_problem, check_attr_value
 from mmsearch.plugin.sources import RawRecord
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -78,6 +78,10 @@ class RecordValidator:
     def _candidate(self, line: int, record: ItemRecord) -> Candidate | Rejection:
         if record.label is not None and len(record.label.encode()) > LABEL_MAX:
             return Rejection(line, record.id, "label", f"longer than {LABEL_MAX} bytes")
+        for name in record.attrs:
+            problem = attr_name_problem(str(name))
+            if problem:
+                return Rejection(line, record.id, f"attrs.{name}", problem)
         image = None
         if record.image is not None:
             loaded = self._read_image(record.image)

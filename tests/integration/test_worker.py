@@ -295,3 +295,67 @@ def test_the_checkpoint_belongs_to_the_store_it_describes(encoder, tmp_path: Pat
     shutil.rmtree(tmp_path / "b.db")  # recreated under the same path
     recreated, found = _ingest_into(encoder, tmp_path / "b.db", state, manifest)
     assert recreated.ingested == 12 and found == expected
+
+
+POISON = [  # every bad-record kind, each one line; the first batch holds the attr-name ones
+    {"id": "reserved-attr", "text": "red face", "attrs": {"label": "x"}},
+    {"id": "vector-attr", "text": "red face", "attrs": {"vector": 1}},
+    {"id": "dash-attr", "text": "red face", "attrs": {"bad-key": "x"}},
+    {"id": "nul\x00id", "text": "red face"},
+    {"id": "line\nbreak", "text": "red face"},
+    {"id": "", "text": "red face"},
+    {"id": 7, "text": "red face"},
+    {"text": "no id"},
+    {"id": "nothing"},
+    {"id": "badtext", "text": 5},
+    {"id": "badattrs", "text": "red face", "attrs": [1]},
+    {"id": "noimage", "image": "img/none.png"},
+    {"id": "escape", "image": "../x.png"},
+    {"id": "emptytext", "text": "  "},
+]
+
+
+def test_poisoned_manifest_never_stops_a_watch_worker(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    import threading
+
+    from mmsearch.app.commands.ingest import watch
+
+    inbox = tmp_path / "inbox"
+    good = [json.loads(line) for line in
+            write_items(tmp_path / "src", 10, prefix="good").read_text().splitlines()]
+    lines = [json.dumps(r) for pair in zip(POISON, good, strict=False) for r in pair]
+    lines += [json.dumps(r) for r in POISON[len(good):]]
+    lines += ["{not json", json.dumps(["not", "an", "object"])]
+    inbox.mkdir()
+    (tmp_path / "src" / "img").rename(inbox / "img")
+    (inbox / "a.jsonl").write_text("\n".join(lines) + "\n")
+    worker, milvus = make_worker(encoder, tmp_path)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(worker, inbox, 0.2, stop), daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 90
+        while count_or_zero(milvus, "items_d8") < 10 and time.time() < deadline:
+            time.sleep(0.2)
+        write_items(inbox / "next", 3, seed=5, prefix="next")
+        (inbox / "next" / "items.jsonl").rename(inbox / "b.jsonl")
+        for image in (inbox / "next" / "img").iterdir():
+            image.rename(inbox / "img" / image.name)
+        while count_or_zero(milvus, "items_d8") < 13 and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert thread.is_alive() is False
+    expected = sorted([f"good-{i}" for i in range(10)] + [f"next-{i}" for i in range(3)])
+    for width in WIDTHS:
+        assert ids_in(milvus, f"items_d{width}") == expected
+    dead = [json.loads(line) for path in (tmp_path / "state" / "deadletter").glob("*.jsonl")
+            for line in path.read_text().splitlines()]
+    assert len(dead) == len(POISON) + 2  # one dead letter per bad record
+    fields = {d["id"]: d["field"] for d in dead if d["id"]}
+    assert fields["reserved-attr"] == "attrs.label" and fields["dash-attr"] == "attrs.bad-key"
+    assert fields["vector-attr"] == "attrs.vector"
+    described = milvus.client.describe_collection("items_d8")
+    names = {f["name"] for f in described["fields"]}
+    assert "bad-key" not in names and {"category", "rank", "score", "flag"} <= names
