@@ -13,7 +13,7 @@ import numpy as np
 from mmsearch.encoders.catalog import LocalSpec
 from mmsearch.plugin.expressions import id_problem
 from mmsearch.plugin.local_features import decode_local
-from mmsearch.rerank.errors import NotFoundError, ValidationError
+from mmsearch.rerank.errors import NotFoundError, ValidationError, shown
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def candidate_arrays(candidates: Sequence[RerankCandidate], rows: Mapping[str, A
         if candidate.id is not None:
             row = rows.get(candidate.id)
             if row is None:
-                raise NotFoundError(f"no item {candidate.id!r} in the base",
+                raise NotFoundError(f"no item {shown(candidate.id)} in the base",
                                     f"candidates[{i}].id")
             vectors[i] = row["vector"]
             local = decode_local(row.get("local"), spec)

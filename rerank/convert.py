@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
 from mmsearch.rerank.candidates import RerankCandidate, RerankParams, RerankResult
 from mmsearch.rerank.errors import ValidationError
 from mmsearch.rerank.pipeline import Hit, SearchParams, SearchQuery, SearchResult
@@ -96,3 +98,53 @@ def rerank_response(result: RerankResult, model_id: str) -> pb.RerankResponse:
     metadata = pb.ResponseMetadata(timings_ms=result.timings_ms, model_id=model_id,
                                    candidates=result.candidates, notes=result.notes)
     return pb.RerankResponse(results=results, metadata=metadata)
+
+
+def bad_utf8_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str | None:
+    """The path of the first string field whose bytes are not UTF-8 (protobuf's own error
+    does not say which): a walk over the wire format, nested messages and repeated
+    fields included (`candidates[2].id`)."""
+    seen: dict[int, int] = {}
+    position = 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, position = _varint(data, position)
+        elif wire_type == 1:
+            position += 8
+        elif wire_type == 5:
+            position += 4
+        elif wire_type == 2:
+            size, position = _varint(data, position)
+            payload, position = data[position:position + size], position + size
+            field = descriptor.fields_by_number.get(number)
+            if field is None:
+                continue
+            index = seen.get(number, 0)
+            seen[number] = index + 1
+            name = f"{prefix}{field.name}" + (f"[{index}]" if field.is_repeated else "")
+            if field.type == FieldDescriptor.TYPE_STRING:
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    return name
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                found = bad_utf8_field(field.message_type, payload, f"{name}.")
+                if found:
+                    return found
+        else:
+            return None  # groups are not in this contract; stop rather than guess
+    return None
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    result, shift = 0, 0
+    while position < len(data):
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+    return result, position

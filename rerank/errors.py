@@ -9,6 +9,23 @@ from __future__ import annotations
 from mmsearch.encoders.errors import InvalidInputError, MmsearchError, ModelMismatchError
 from mmsearch.plugin.connection import MilvusUnavailableError
 
+# a status message travels in gRPC's trailing metadata (16 KB in all): a message that
+# echoes a client's 20,000-character value would overflow it and turn into another error
+MAX_MESSAGE_CHARS = 1000
+MAX_SHOWN_CHARS = 80
+
+
+def shown(value: str) -> str:
+    """A client's value as it may appear in a message: repr'd, cut to MAX_SHOWN_CHARS."""
+    if len(value) <= MAX_SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:MAX_SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
+def _capped(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else (
+        message[:MAX_MESSAGE_CHARS] + " ... (message cut)")
+
 
 class RequestError(MmsearchError):
     """Base of the errors a request can end with. `field` names the input when known."""
@@ -58,6 +75,6 @@ def status_for(error: BaseException) -> tuple[str, str]:
     for kind, code in table:
         if isinstance(error, kind):
             if isinstance(error, InvalidInputError):
-                return code, f"query.{error.field}: {error.reason}"
-            return code, str(error)
+                return code, _capped(f"query.{error.field}: {error.reason}")
+            return code, _capped(str(error))
     return "INTERNAL", "internal error (logged on the server)"

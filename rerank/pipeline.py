@@ -32,7 +32,13 @@ from mmsearch.rerank.candidates import (
     candidate_arrays,
     check_candidates,
 )
-from mmsearch.rerank.errors import DeadlineError, NotFoundError, PreconditionError, ValidationError
+from mmsearch.rerank.errors import (
+    DeadlineError,
+    NotFoundError,
+    PreconditionError,
+    ValidationError,
+    shown,
+)
 
 MAX_FILTER_CHARS = 4096
 T = TypeVar("T")
@@ -118,18 +124,19 @@ class SearchPipeline:
         try:
             return Layout(base, self.widths)
         except ConfigError:
-            raise ValidationError(f"{base!r} is not a valid base name", "base") from None
+            raise ValidationError(f"{shown(base)} is not a valid base name", "base") from None
 
     def _check(self, params: SearchParams) -> tuple[Layout, int, int, bool]:
         layout = self._layout(params.base)
         if not 1 <= params.top_k <= self.limits.max_top_k:
             raise ValidationError(f"must be in 1..{self.limits.max_top_k}, got {params.top_k}",
                                   "top_k")
-        width = params.coarse_width or self.coarse_width
+        width = self.coarse_width if params.coarse_width is None else params.coarse_width
         if width not in self.widths:
             raise ValidationError(f"{width} is not one of {list(self.widths)}",
                                   "options.coarse_width")
-        candidates = params.candidates or max(self.limits.default_candidates, params.top_k)
+        candidates = (max(self.limits.default_candidates, params.top_k)
+                      if params.candidates is None else params.candidates)
         if not params.top_k <= candidates <= self.limits.max_candidates:
             raise ValidationError(f"must be in top_k..{self.limits.max_candidates}, got "
                                   f"{candidates}", "options.candidates")
@@ -192,7 +199,8 @@ class SearchPipeline:
                 raise ValidationError("required for a query by id", "base")
             rows = self._fetch(layout, [query.id], deadline)
             if not rows:
-                raise NotFoundError(f"no item {query.id!r} in base {layout.base!r}", "query.id")
+                raise NotFoundError(f"no item {shown(query.id)} in base {layout.base!r}",
+                                    "query.id")
             row = rows[query.id]
             return l2_normalize(np.asarray(row["vector"], np.float32)), decode_local(
                 row["local"], self.encoder.config.local)

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mmsearch import __version__
 from mmsearch.rerank.convert import (
+    bad_utf8_field,
     params_from_pb,
     query_from_pb,
     rerank_from_pb,
@@ -59,16 +60,17 @@ class ServerSettings:
 
 
 class _Unparsable:
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    def __init__(self, reason: str, field: str) -> None:
+        self.reason, self.field = reason, field
 
 
-def _deserializer(message_type: type) -> Callable[[bytes], Any]:
+def _deserializer(message_type: Any) -> Callable[[bytes], Any]:
     def parse(data: bytes) -> Any:
         try:
             return message_type.FromString(data)
         except DecodeError as exc:
-            return _Unparsable(str(exc))
+            field = bad_utf8_field(message_type.DESCRIPTOR, data)
+            return _Unparsable(str(exc), field or "request")
     return parse
 
 
@@ -93,9 +95,8 @@ class Sidecar:
             try:
                 self._authenticate(context)
                 if isinstance(request, _Unparsable):
-                    field = "query.text" if "utf-8" in request.reason.lower() else "request"
                     raise ValidationError(f"not a valid {name} message ({request.reason}); "
-                                          "string fields must be UTF-8", field)
+                                          "string fields must be UTF-8", request.field)
                 reply = handler(request, context)
                 self._count(name, "OK")
                 return reply

@@ -312,3 +312,46 @@ def test_search_by_an_id_with_control_characters_names_query_id(stack: dict,
     code, details = call_code(search.Search, pb.SearchRequest(
         base="items", top_k=3, query=pb.Query(id=bad_id)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("query.id"), details
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    (b"\x0a\x04it\xffs" + b"\x12\x02\x12\x00" + b"\x18\x05", "base"),
+    (b"\x0a\x05items" + b"\x12\x05\x1a\x03i\xfe1" + b"\x18\x05", "query.id"),
+    (b"\x0a\x05items" + b"\x12\x03\x12\x01a" + b"\x18\x05" + b"\x22\x02\xc3\x28", "filter"),
+])
+def test_non_utf8_bytes_name_their_own_field(stack: dict, payload: bytes, field: str) -> None:
+    code, details = raw_search(stack, payload)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field), details
+
+
+def test_rerank_names_a_non_utf8_candidate_id() -> None:
+    from mmsearch.rerank.convert import bad_utf8_field
+
+    good = pb.RerankRequest(base="items", query=pb.Query(text="x"), candidates=[
+        pb.RerankCandidate(id="a"), pb.RerankCandidate(id="b")]).SerializeToString()
+    bad = good.replace(b"\x0a\x01b", b"\x0a\x01\xff")
+    assert bad != good
+    assert bad_utf8_field(pb.RerankRequest.DESCRIPTOR, good) is None
+    assert bad_utf8_field(pb.RerankRequest.DESCRIPTOR, bad) == "candidates[1].id"
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    (pb.SearchOptions(candidates=0), "options.candidates"),
+    (pb.SearchOptions(coarse_width=0), "options.coarse_width"),
+])
+def test_explicit_zero_options_are_errors_not_defaults(stack: dict, options: pb.SearchOptions,
+                                                       field: str) -> None:
+    code, details = call_code(stack["search"].Search, pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(text="red"), options=options))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field), details
+
+
+@pytest.mark.parametrize("request_field", ["base", "id"])
+def test_huge_echoed_values_do_not_overflow_the_status(stack: dict, request_field: str) -> None:
+    value = "x" * 20_000
+    request = (pb.SearchRequest(base=value, top_k=5, query=pb.Query(text="red"))
+               if request_field == "base" else
+               pb.SearchRequest(base="items", top_k=5, query=pb.Query(id=value)))
+    code, details = call_code(stack["search"].Search, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details[:200])
+    assert len(details) < 1200
