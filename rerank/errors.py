@@ -13,6 +13,7 @@ from mmsearch.plugin.connection import MilvusUnavailableError
 # echoes a client's 20,000-character value would overflow it and turn into another error
 MAX_MESSAGE_CHARS = 1000
 MAX_SHOWN_CHARS = 80
+UNAVAILABLE_MESSAGE = "Milvus is unavailable: retry with backoff (the sidecar's log has details)"
 
 
 def shown(value: str) -> str:
@@ -76,5 +77,7 @@ def status_for(error: BaseException) -> tuple[str, str]:
         if isinstance(error, kind):
             if isinstance(error, InvalidInputError):
                 return code, _capped(f"query.{error.field}: {error.reason}")
+            if isinstance(error, MilvusUnavailableError):  # its text names internal addresses
+                return code, UNAVAILABLE_MESSAGE
             return code, _capped(str(error))
     return "INTERNAL", "internal error (logged on the server)"

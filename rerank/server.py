@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mmsearch import __version__
+from mmsearch.encoders.errors import MmsearchError
 from mmsearch.rerank.convert import (
     bad_utf8_field,
     params_from_pb,
@@ -57,6 +58,10 @@ class ServerSettings:
     token: str | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
+
+
+class AddressError(MmsearchError):
+    """The server cannot bind its address."""
 
 
 class _Unparsable:
@@ -125,6 +130,8 @@ class Sidecar:
         code, message = status_for(error)
         if code == "INTERNAL":
             log.error("unexpected error", exc_info=error)
+        elif code == "UNAVAILABLE":  # the client's message leaves out Milvus's address
+            log.warning("%s", error)
         context.abort(getattr(grpc.StatusCode, code), message)
 
     # -- RPCs -----------------------------------------------------------------------
@@ -208,8 +215,11 @@ class HealthWatcher:
 def build_server(sidecar: Sidecar, probe: Callable[[], bool]) -> tuple[grpc.Server, int,
                                                                         HealthWatcher]:
     settings = sidecar.settings
+    # so_reuseport off: grpcio turns it on by default, which lets a second server on a
+    # busy port start and take part of the traffic instead of failing
     options = [("grpc.max_receive_message_length", settings.max_message_bytes),
-               ("grpc.max_send_message_length", settings.max_message_bytes)]
+               ("grpc.max_send_message_length", settings.max_message_bytes),
+               ("grpc.so_reuseport", 0)]
     # Threads beyond the in-flight cap: with no more threads than the cap, a request past
     # it would wait in the executor's queue, unseen by the guard, instead of getting
     # RESOURCE_EXHAUSTED; the spares also keep health checks answering under overload.
@@ -221,9 +231,20 @@ def build_server(sidecar: Sidecar, probe: Callable[[], bool]) -> tuple[grpc.Serv
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if settings.tls_cert and settings.tls_key:
-        credentials = grpc.ssl_server_credentials([(settings.tls_key, settings.tls_cert)])
-        port = server.add_secure_port(settings.address, credentials)
-    else:
-        port = server.add_insecure_port(settings.address)
+    host, _, port_text = settings.address.rpartition(":")
+    if not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise AddressError(f"cannot listen on {settings.address!r} (server.address / "
+                           "--address): not HOST:PORT with a port in 0..65535")
+    try:
+        if settings.tls_cert and settings.tls_key:
+            credentials = grpc.ssl_server_credentials([(settings.tls_key, settings.tls_cert)])
+            port = server.add_secure_port(settings.address, credentials)
+        else:
+            port = server.add_insecure_port(settings.address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise AddressError(f"cannot listen on {settings.address!r} (server.address / "
+                           "--address): the port is in use by another process, or the address "
+                           "is not HOST:PORT on this machine")
     return server, port, HealthWatcher(health_servicer, probe)

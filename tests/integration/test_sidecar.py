@@ -355,3 +355,22 @@ def test_huge_echoed_values_do_not_overflow_the_status(stack: dict, request_fiel
     code, details = call_code(stack["search"].Search, request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details[:200])
     assert len(details) < 1200
+
+
+@pytest.mark.parametrize("address", ["busy", "notanaddress", "127.0.0.1:99999"])
+def test_a_server_that_cannot_bind_says_so(stack: dict, address: str) -> None:
+    from mmsearch.rerank.server import AddressError
+
+    first = None
+    if address == "busy":
+        first, port, _ = build_server(Sidecar(stack["pipeline"], server_settings_for_tests()),
+                                      probe=lambda: True)
+        first.start()
+        address = f"127.0.0.1:{port}"
+    try:
+        settings = server_settings_for_tests(address=address)
+        with pytest.raises(AddressError, match="cannot listen on"):
+            build_server(Sidecar(stack["pipeline"], settings), probe=lambda: True)
+    finally:
+        if first is not None:
+            first.stop(0)

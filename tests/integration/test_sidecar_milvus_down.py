@@ -92,6 +92,7 @@ def test_health_follows_milvus_and_search_fails_fast_while_it_is_down(
         # 3 s budget, 10 s gRPC deadline: the retries stop at the budget and say why
         code, details = call_code(search.Search, request, timeout=10)
         assert code == grpc.StatusCode.UNAVAILABLE, details
+        assert "127.0.0.1" not in details and str(port) not in details  # no internal address
 
         lite = start_lite_server(data_dir, port)
         assert wait_for(status, SERVING, 60) == SERVING
