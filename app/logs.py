@@ -41,10 +41,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class DropReported(logging.Filter):
+    """Failures a library logs with a traceback that the command then reports itself as
+    one clear line (a Milvus Lite store locked by another process)."""
+
+    REPORTED = ("DataDirLockedError",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and type(record.exc_info[1]).__name__ in self.REPORTED)
+
+
 def setup_logging(verbose: bool, log_format: str) -> None:
+    """One handler, on the root, for every logger: libraries that install their own
+    (pymilvus does at import) are re-routed to it, so `--log-format json` is JSON on every
+    line and redaction applies to all of them."""
+    import pymilvus  # noqa: F401 - its import configures its loggers: let it happen first
+
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json"
                          else RedactingFormatter(TEXT_FORMAT))
+    handler.addFilter(DropReported())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            logger.handlers.clear()
+            logger.propagate = True
+            if name.startswith("pymilvus") and not verbose:
+                logger.setLevel(logging.WARNING)
+    # milvus-lite's per-segment progress and faiss's loader lines are debugging detail
+    for name in ("milvus_lite", "faiss"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -89,10 +89,13 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
         if not client.has_collection(physical):
             client.create_collection(
                 physical, schema=build_schema(layout, width, attrs, nullable),
-                index_params=_index_params(client, specs[width]),
                 properties={MODEL_ID_PROPERTY: model_id, WIDTH_PROPERTY: str(width),
                             UUID_PROPERTY: uuid.uuid4().hex,
                             INDEX_PROPERTY: json.dumps(specs[width].to_json())})
+            # an empty collection's index is ready at once, so no wait: pymilvus's wait
+            # starts with AllocTimestamp, which Milvus Lite lacks (an ERROR traceback each)
+            client.create_index(physical, _index_params(client, specs[width]), sync=False)
+            client.load_collection(physical)
         client.create_alias(physical, alias)
         created.append(alias)
     return created

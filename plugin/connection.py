@@ -6,6 +6,7 @@ The token comes from config (env or file) and is handed to pymilvus only; it is 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -55,10 +56,43 @@ class MilvusTarget:
         return f"{self.uri} (db {self.db_name or 'default'})"
 
 
+class StoreError(MmsearchError):
+    """A Milvus Lite store that cannot be opened: a bad path, or one another process holds."""
+
+
+def _check_lite_path(uri: str) -> None:
+    if not uri.endswith(".db"):
+        raise StoreError(f"--uri / milvus.uri {uri!r}: a Milvus Lite store is a path ending "
+                         "in .db (e.g. ./mmsearch.db), a server is http://HOST:PORT")
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+
+
+def lite_store_is_locked(uri: str) -> bool:
+    """Whether another open store (another process, or another client here) holds the
+    Milvus Lite folder's lock, which milvus-lite takes with flock on <folder>/LOCK."""
+    import fcntl
+
+    lock = Path(uri) / "LOCK"
+    if not lock.is_file():
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def connect(target: MilvusTarget) -> Any:
     """A MilvusClient for a Milvus Lite folder (in-process) or a server URI."""
     from pymilvus import MilvusClient
 
+    if target.is_lite_folder:
+        _check_lite_path(target.uri)
     kwargs: dict[str, Any] = {"uri": target.uri}
     if target.call_timeout_s is not None:
         kwargs["timeout"] = target.call_timeout_s  # the connection handshake
@@ -74,7 +108,16 @@ def connect(target: MilvusTarget) -> Any:
             if target.tls_cert:
                 kwargs["client_pem_path"] = target.tls_cert
                 kwargs["client_key_path"] = target.tls_key
-    return MilvusClient(**kwargs)
+    try:
+        return MilvusClient(**kwargs)
+    except Exception:
+        if target.is_lite_folder and lite_store_is_locked(target.uri):
+            raise StoreError(
+                f"the Milvus Lite store {target.uri} is open in another process (a running "
+                "sidecar or worker): for several processes run `mmsearch lite-server "
+                f"--data-dir {target.uri} --port 19530` and give each --uri "
+                "http://127.0.0.1:19530") from None
+        raise
 
 
 def milvus_lite_executable() -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mmsearch.encoders.errors import ConfigError
+from mmsearch.encoders.errors import ConfigError, UsageError
 from mmsearch.encoders.runtimes.base import Embeddings, Encoder
 from mmsearch.plugin.collections import (
     collection_uuids,
@@ -50,9 +50,9 @@ class Shard:
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:
-            raise ValueError(f"--shard must look like i/N, got {text!r}") from None
+            raise UsageError("--shard", f"must look like i/N, got {text!r}") from None
         if count < 1 or not 0 <= index < count:
-            raise ValueError(f"--shard {text}: need 0 <= i < N")
+            raise UsageError("--shard", f"{text}: need 0 <= i < N")
         return cls(index, count)
 
     def owns(self, record: RawRecord) -> bool:

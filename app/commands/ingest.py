@@ -18,6 +18,7 @@ from typing import Any
 from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
 from mmsearch.app.wiring import layout_of, load_configured_encoder, milvus_target
+from mmsearch.encoders.errors import check_at_least
 from mmsearch.plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
 from mmsearch.plugin.connection import Retrying, milvus_lite_executable
 from mmsearch.plugin.metrics import WorkerMetrics, serve_metrics
@@ -35,6 +36,8 @@ def _ingest_one(worker: IngestWorker, path: Path) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    if args.batch_size is not None:
+        check_at_least({"--batch-size": (args.batch_size, 1)})
     layout = layout_of(config, args.base)
     declared = config.attrs
     options = IngestOptions(

@@ -14,6 +14,7 @@ from typing import Any
 
 from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
+from mmsearch.encoders.errors import MmsearchError
 from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,11 @@ def read_queries(path: Path) -> list[tuple[int, dict[str, Any]]]:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                raise MmsearchError(f"--queries {path}:{number}: not valid JSON "
+                                    f"({exc.msg})") from None
             if not isinstance(data, dict) or "qid" not in data:
-                raise ValueError(f"{path}:{number}: a query line is an object with a 'qid'")
+                raise MmsearchError(f"--queries {path}:{number}: a query line is an object "
+                                    "with a 'qid'")
             out.append((number, data))
     return out
 

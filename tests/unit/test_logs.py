@@ -26,3 +26,26 @@ def test_text_format_redacts_too() -> None:
     text = RedactingFormatter("%(message)s").format(record("authorization: Bearer xyz"))
     assert text == "authorization: Bearer [redacted]"
     assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_json_logs_own_every_library_logger(tmp_path) -> None:  # noqa: ANN001
+    """pymilvus installs its own text handlers at import: after setup_logging every line,
+    from any library, is one JSON object, and redaction applies to all of them."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from mmsearch.app.logs import setup_logging;"
+            "setup_logging(False, 'json');"
+            "import pymilvus.milvus_client;"
+            "logging.getLogger('pymilvus').warning('server said Bearer abc.def');"
+            "logging.getLogger('pymilvus.milvus_client').error('boom');"
+            "logging.getLogger('milvus_lite.server_manager').error('failed',"
+            " exc_info=RuntimeError('x'));"
+            "logging.getLogger('mmsearch.x').info('ours')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # fails on any text line
+    assert [e["logger"] for e in entries] == ["pymilvus", "pymilvus.milvus_client",
+                                              "milvus_lite.server_manager", "mmsearch.x"]
+    assert "abc.def" not in out.stderr and "exception" in entries[2]
