@@ -19,7 +19,14 @@ from mmsearch.app.commands import index as index_commands
 from mmsearch.app.commands import ingest as ingest_commands
 from mmsearch.app.commands import serve as serve_commands
 from mmsearch.app.commands import train as train_commands
-from mmsearch.app.config import Config, load_config
+from mmsearch.app.config import (
+    MODELS_SEARCH_ORDER,
+    Config,
+    MilvusConfig,
+    ModelsConfig,
+    load_config,
+    project_path,
+)
 from mmsearch.app.exits import exit_code_for
 from mmsearch.app.logs import setup_logging
 from mmsearch.encoders.errors import UsageError, check_at_least
@@ -27,7 +34,7 @@ from mmsearch.encoders.errors import UsageError, check_at_least
 log = logging.getLogger("mmsearch")
 # every command handler: (parsed flags, validated config) -> exit code
 Handler = Callable[[argparse.Namespace, Config], int]
-DATA_DIR = Path("data/emoji")
+DATA_DIR = project_path("data/emoji")
 NPM_CACHE = Path(".cache/npm")
 
 def _config(args: argparse.Namespace) -> Config:
@@ -59,11 +66,12 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 
 def _common(parser: argparse.ArgumentParser, milvus: bool = False) -> None:
     parser.add_argument("--config", type=Path, help="YAML config file (env MMSEARCH_* overrides)")
-    parser.add_argument("--models-dir",
-                        help="models folder (default ./models, env MMSEARCH_MODELS)")
-    parser.add_argument("--model", help="model name inside the models folder (default baseline)")
+    parser.add_argument("--models-dir", help=f"models folder (searched: {MODELS_SEARCH_ORDER})")
+    parser.add_argument("--model", help="model name inside the models folder (default "
+                        f"{ModelsConfig.model})")
     if milvus:
-        parser.add_argument("--uri", help="Milvus URI (default ./mmsearch.db, Milvus Lite)")
+        parser.add_argument("--uri", help=f"Milvus URI (default {MilvusConfig.uri}, Milvus "
+                            "Lite; a server: http://HOST:PORT)")
         parser.add_argument("--token-file", help="file holding the Milvus token "
                             "(or env MMSEARCH_MILVUS_TOKEN)")
         parser.add_argument("--db-name", help="Milvus database (server URIs only)")

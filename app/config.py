@@ -22,6 +22,18 @@ from mmsearch.plugin.schema import parse_declared_attrs
 
 ENV_PREFIX = "MMSEARCH_"
 TOKEN_ENV = "MMSEARCH_MILVUS_TOKEN"
+# the source checkout in an editable install (where the shipped models and data live)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODELS_SEARCH_ORDER = ("--models-dir, MMSEARCH_MODELS, models.dir in the config, then "
+                       "./models, then the project's own models/ folder")
+
+
+def project_path(relative: str) -> Path:
+    """`relative` under the working directory when it is there, else under the project's
+    checkout, so the shipped defaults work from any folder."""
+    here = Path(relative)
+    return here if here.exists() or not (PROJECT_ROOT / relative).exists() else (
+        PROJECT_ROOT / relative)
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,7 @@ class MilvusConfig:
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    dir: str = "./models"
+    dir: str | None = None  # None: ./models, then the project's own models/ (see resolve)
     model: str = "emoji-v1"  # the trained embedder (models/emoji-v1, committed)
     runtime: str = "onnx"
     device: str = "cpu"
@@ -192,6 +204,16 @@ def _read_token(milvus: MilvusConfig, environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def _find_models_dir(models: ModelsConfig) -> Path:
+    """No folder given: the first of ./models and the project's models/ that holds the
+    configured model (its folder or its export), else ./models."""
+    candidates = (Path("models"), PROJECT_ROOT / "models")
+    for folder in candidates:
+        if (folder / models.model).is_dir() or (folder / "export" / models.model).is_dir():
+            return folder
+    return candidates[0]
+
+
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """File < environment < explicit overrides (command-line flags)."""
@@ -226,6 +248,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError("server.coarse_width", f"{coarse} is not one of the configured "
                           f"widths {list(config.widths)}")
     milvus = replace(config.milvus, token=_read_token(config.milvus, environ))
-    return replace(config, milvus=milvus, server=replace(config.server, coarse_width=coarse),
+    models = replace(config.models,
+                     dir=config.models.dir or str(_find_models_dir(config.models)))
+    return replace(config, milvus=milvus, models=models,
+                   server=replace(config.server, coarse_width=coarse),
                    index=specs_for(config.widths, config.index),  # errors name the key
                    attrs=parse_declared_attrs(config.attrs) if config.attrs else None)

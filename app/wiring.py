@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mmsearch.app.config import Config
+from mmsearch.app.config import MODELS_SEARCH_ORDER, Config
 from mmsearch.encoders import load_encoder
+from mmsearch.encoders.errors import MmsearchError
 from mmsearch.encoders.manifest import require_same_model
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.connection import MilvusTarget, Retrying
@@ -24,8 +25,24 @@ def milvus_target(config: Config) -> MilvusTarget:
                         m.call_timeout_s)
 
 
+def require_model_files(config: Config, exported: bool) -> None:
+    """The configured model's folder (and its export, for the onnx / tensorrt runtimes)
+    exist, or an error saying where it looked and the one command that fixes it."""
+    models = config.models
+    where = f"models folder {Path(str(models.dir)).resolve()} (searched {MODELS_SEARCH_ORDER})"
+    if not (models.model_dir / "model.json").is_file() and not (
+            exported and (models.export_dir / "manifest.json").is_file()):
+        raise MmsearchError(f"no model {models.model!r} in the {where}: pass --models-dir "
+                            "or --model")
+    if exported and not (models.export_dir / "manifest.json").is_file():
+        raise MmsearchError(f"model {models.model!r} is not exported in the {where}: run "
+                            f"`mmsearch export --models-dir {Path(str(models.dir)).resolve()} "
+                            f"--model {models.model}`")
+
+
 def load_configured_encoder(config: Config) -> Encoder:
     models = config.models
+    require_model_files(config, exported=models.runtime != "torch")
     encoder = load_encoder(models.runtime, model_dir=models.model_dir,
                            export_dir=models.export_dir, batch_size=models.batch_size,
                            device=models.device, precision=models.precision)

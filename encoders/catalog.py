@@ -129,7 +129,7 @@ class ModelConfig:
     def load(cls, folder: Path) -> ModelConfig:
         path = Path(folder) / "model.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no model.json in {folder} (run `mmsearch train baseline`)")
+            raise FileNotFoundError(f"no model.json in {folder}")
         return cls.from_json(json.loads(path.read_text()))
 
     def with_towers(

@@ -96,11 +96,14 @@ class IngestSummary:
     rejected: int = 0
     already_finished: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    deadletter: str | None = None  # the dead-letter file, when anything was rejected
 
     def line(self) -> str:
         if self.already_finished:
             return "already finished: nothing to do (the manifest has not changed)"
-        return f"ingested {self.ingested}, unchanged {self.unchanged}, rejected {self.rejected}"
+        line = f"ingested {self.ingested}, unchanged {self.unchanged}, rejected {self.rejected}"
+        return line + (f" (why: {self.deadletter})" if self.rejected and self.deadletter
+                       else "")
 
 
 def infer_attrs(candidates: list[Candidate]) -> dict[str, str]:
@@ -210,7 +213,8 @@ class IngestWorker:
             store.close()
         counts = checkpoint.counts
         return IngestSummary(counts["ingested"], counts["unchanged"], counts["rejected"],
-                             stage_seconds={k: round(v, 3) for k, v in self.stages.items()})
+                             stage_seconds={k: round(v, 3) for k, v in self.stages.items()},
+                             deadletter=str(store.deadletter_path))
 
     def _checkpoint_for_this_store(self, store: StateStore, source: Source
                                    ) -> Checkpoint | None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from mmsearch.app.config import Config
+from mmsearch.app.wiring import require_model_files
 from mmsearch.encoders.errors import MmsearchError, check_at_least
 
 
@@ -72,6 +73,8 @@ def cmd_train_reranker(args: argparse.Namespace, config: Config) -> int:
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     from mmsearch.encoders.export import export_onnx
 
+    if args.model_dir is None:
+        require_model_files(config, exported=False)
     model_dir = args.model_dir or config.models.model_dir
     out = args.out or config.models.export_dir
     check_at_least({"--calibration-images": (args.calibration_images, 1)})

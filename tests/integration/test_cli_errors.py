@@ -67,3 +67,15 @@ def test_a_malformed_queries_line_names_the_line(models_dir: Path, tmp_path: Pat
                "--uri", str(tmp_path / "m.db"), "--models-dir", str(models_dir),
                "--model", "tiny", cwd=tmp_path)
     assert_one_line(done, 1, f"{queries}:2")
+
+
+def test_the_shipped_model_is_found_from_any_folder(tmp_path: Path) -> None:
+    """No --models-dir, run from a folder with no models/: the project's own folder."""
+    done = subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "collections", "create",
+                           "--uri", str(tmp_path / "m.db")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "created: items_d32" in done.stdout
+    missing = run("collections", "create", "--uri", str(tmp_path / "m.db"), "--model",
+                  "nosuch", cwd=tmp_path)
+    assert_one_line(missing, 1, "no model 'nosuch'", "MMSEARCH_MODELS", "--models-dir")
