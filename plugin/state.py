@@ -44,11 +44,12 @@ def _fsync_dir(folder: Path) -> None:
 class StateStore:
     def __init__(self, state_dir: Path, source: Path, base: str, shard: str,
                  target: str) -> None:
-        """One checkpoint per (source, base, shard, target): the same manifest ingested
-        into another Milvus (or database) is another job."""
+        """One checkpoint per (source, base, shard); it vouches only for the collections
+        it records (see IngestWorker._checkpoint_for_this_store), so the same manifest
+        ingested into another Milvus never reads as finished."""
         self.source = str(Path(source).resolve())
         self.target = target
-        key = hashlib.sha1(f"{self.source}|{base}|{shard}|{target}".encode()).hexdigest()[:12]
+        key = hashlib.sha1(f"{self.source}|{base}|{shard}".encode()).hexdigest()[:12]
         name = f"{Path(source).stem}-{base}-{shard.replace('/', 'of')}-{key}"
         self.checkpoint_path = Path(state_dir) / "checkpoints" / f"{name}.json"
         self.deadletter_path = Path(state_dir) / "deadletter" / f"{name}.jsonl"

@@ -218,12 +218,16 @@ class IngestWorker:
 
     def _checkpoint_for_this_store(self, store: StateStore, source: Source
                                    ) -> Checkpoint | None:
-        """The stored checkpoint, if the base's collections are still the ones it describes;
-        a base dropped or recreated since then is ingested again from line 1."""
+        """The stored checkpoint, if the collections it describes are the base's now: the
+        same uuids (the same store, even reached through another URI, as a lite-server on
+        another port), or, for collections made before they carried one, the same target.
+        Another store, or a base dropped or recreated since, is ingested again from line 1."""
         self.collections = self.milvus.call(
             "describe collections", lambda c: collection_uuids(c, self.options.layout))
         checkpoint = store.load()
-        if checkpoint and checkpoint.collections != self.collections:
+        same = checkpoint is not None and checkpoint.collections == self.collections and (
+            all(self.collections.values()) or checkpoint.target == store.target)
+        if checkpoint and not same:
             log.warning("%s: base %s at %s is not the one the checkpoint describes (dropped "
                         "or recreated since): ingesting again from line 1", source.path,
                         self.options.layout.base, self.milvus.target.describe())
