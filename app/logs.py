@@ -51,6 +51,33 @@ class DropReported(logging.Filter):
         return not (record.exc_info and type(record.exc_info[1]).__name__ in self.REPORTED)
 
 
+class RepeatLimit(logging.Filter):
+    """The same warning (logger, level, text) at most once per window: a Milvus outage
+    under load would otherwise write one line per request. The next line after the window
+    says how many were held back."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._last: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or record.exc_info:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = time.monotonic()
+        last, held = self._last.get(key, (-1e18, 0))
+        if now - last < self.window_s:
+            self._last[key] = (last, held + 1)
+            return False
+        self._last[key] = (now, 0)
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like this in the last " \
+                         f"{self.window_s:.0f} s)"
+            record.args = ()
+        return True
+
+
 def setup_logging(verbose: bool, log_format: str) -> None:
     """One handler, on the root, for every logger: libraries that install their own
     (pymilvus does at import) are re-routed to it, so `--log-format json` is JSON on every
@@ -61,6 +88,7 @@ def setup_logging(verbose: bool, log_format: str) -> None:
     handler.setFormatter(JsonFormatter() if log_format == "json"
                          else RedactingFormatter(TEXT_FORMAT))
     handler.addFilter(DropReported())
+    handler.addFilter(RepeatLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -69,7 +97,9 @@ def setup_logging(verbose: bool, log_format: str) -> None:
             logger.handlers.clear()
             logger.propagate = True
             if name.startswith("pymilvus") and not verbose:
-                logger.setLevel(logging.WARNING)
+                # every pymilvus error also reaches us as an exception, reported once
+                # by the command or the sidecar: its own ERROR lines would repeat it
+                logger.setLevel(logging.CRITICAL)
     # milvus-lite's per-segment progress and faiss's loader lines are debugging detail
     for name in ("milvus_lite", "faiss"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -14,6 +14,7 @@ from mmsearch.v1 import search_pb2 as pb
 # grpcio reports "no deadline" as ~9.2e18 s remaining, not None
 NO_GRPC_DEADLINE_S = 1e9
 DEGRADED = {"rerank_deadline": pb.DEGRADED_REASON_RERANK_DEADLINE}
+DEGRADED_NAMES = {code: name for name, code in DEGRADED.items()}
 
 
 def query_from_pb(query: pb.Query) -> SearchQuery:

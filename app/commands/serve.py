@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
 from mmsearch.encoders.errors import MmsearchError
+from mmsearch.rerank.errors import ValidationError, status_for
 from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,13 @@ def read_queries(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _query(data: dict[str, Any], root: Path) -> SearchQuery:
-    image = (root / data["image"]).read_bytes() if data.get("image") else None
+    image = None
+    if data.get("image"):
+        try:
+            image = (root / data["image"]).read_bytes()
+        except OSError as exc:
+            raise ValidationError(f"cannot read {root / data['image']}: {exc.strerror}",
+                                  "image") from None
     return SearchQuery(image=image, text=data.get("text"), id=data.get("id"))
 
 
@@ -82,11 +90,21 @@ def result_line(qid: Any, result: SearchResult) -> dict[str, Any]:
     return line
 
 
+def error_line(qid: Any, number: int, code: str, message: str) -> dict[str, Any]:
+    """The same shape in-process and through a server: code as gRPC names it, the field
+    the message starts with (the server's messages name it first), the message."""
+    head, _, rest = message.partition(": ")
+    field = head if rest and " " not in head else None
+    return {"qid": qid, "line": number, "error": {"code": code, "field": field,
+                                                   "message": message}}
+
+
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     queries = read_queries(Path(args.queries))
     root = Path(args.queries).parent
     search = _remote(args) if args.server else _local(config)
-    failures = 0
+    failed: Counter[str] = Counter()
+    first_failure = ""
     with open(args.output, "w", encoding="utf-8") as out:
         for number, data in queries:
             params = SearchParams(
@@ -97,11 +115,28 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
             try:
                 line = search(_query(data, root), params, data["qid"])
             except Exception as exc:  # noqa: BLE001 - one bad query never stops the batch
-                failures += 1
-                line = {"qid": data["qid"], "error": str(exc), "line": number}
+                code, message = _status(exc)
+                line = error_line(data["qid"], number, code, message)
+                failed[code] += 1
+                first_failure = first_failure or f"line {number}: {code} {message}"
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
-    print(f"{len(queries) - failures} queries answered, {failures} failed -> {args.output}")
-    return Exit.BAD_INPUT if failures else Exit.OK
+    answered = len(queries) - sum(failed.values())
+    summary = f"{answered} queries answered, {sum(failed.values())} failed"
+    if failed:
+        codes = ", ".join(f"{code} {n}" for code, n in failed.most_common())
+        summary += f" ({codes}; first: {first_failure})"
+    print(f"{summary} -> {args.output}")
+    return Exit.BAD_INPUT if failed else Exit.OK
+
+
+def _status(error: BaseException) -> tuple[str, str]:
+    """(code, message) of a failed query: the server's own status, or in-process the
+    same table the server maps errors with."""
+    import grpc
+
+    if isinstance(error, grpc.RpcError):
+        return error.code().name, error.details() or ""
+    return status_for(error)
 
 
 def _local(config: Config):  # noqa: ANN202
@@ -122,6 +157,7 @@ def retrying_channel(address: str):  # noqa: ANN201 - grpc.Channel
 
 
 def _remote(args: argparse.Namespace):  # noqa: ANN202
+    from mmsearch.rerank.convert import DEGRADED_NAMES
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc
 
@@ -146,6 +182,9 @@ def _remote(args: argparse.Namespace):  # noqa: ANN202
             for h in reply.hits]
         timings = dict(reply.metadata.timings_ms)
         timings["client_total"] = (time.perf_counter() - started) * 1000
-        return {"qid": qid, "hits": hits, "timings_ms": timings}
+        line = {"qid": qid, "hits": hits, "timings_ms": timings}
+        if reply.metadata.degraded:
+            line["degraded"] = [DEGRADED_NAMES[r] for r in reply.metadata.degraded_reasons]
+        return line
     return run
 

@@ -216,7 +216,8 @@ def test_bearer_token(stack: dict) -> None:
 @pytest.mark.parametrize("through_server", [True, False], ids=["--server", "in-process"])
 def test_search_command_writes_one_line_per_query(stack: dict, models_dir: Path,
                                                   tmp_path: Path, through_server: bool,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from mmsearch.app.cli import main
 
     (tmp_path / "q.png").write_bytes(image_of(stack, 5))
@@ -244,7 +245,13 @@ def test_search_command_writes_one_line_per_query(stack: dict, models_dir: Path,
     assert set(lines["by-image"]["hits"][0]["stages"]) == {"ann", "refine"}
     assert "item-5" not in [h["id"] for h in lines["by-id"]["hits"]]
     assert len(lines["filtered"]["hits"]) == 3 and "total" in lines["filtered"]["timings_ms"]
-    assert "ghost" in lines["broken"]["error"]
+    assert "ghost" in lines["broken"]["error"]["message"]
+    # both modes write the same shape: the status code and the field, as the server names them
+    assert lines["broken"]["error"]["code"] == "NOT_FOUND"
+    assert lines["broken"]["error"]["field"] == "query.id" and lines["broken"]["line"] == 4
+    assert set(lines["by-id"]) == {"qid", "hits", "timings_ms"}
+    summary = capsys.readouterr().out
+    assert "3 queries answered, 1 failed (NOT_FOUND 1; first: line 4: NOT_FOUND" in summary
 
 
 def test_tls(stack: dict, tmp_path: Path) -> None:

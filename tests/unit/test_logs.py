@@ -37,8 +37,8 @@ def test_json_logs_own_every_library_logger(tmp_path) -> None:  # noqa: ANN001
     code = ("import logging; from mmsearch.app.logs import setup_logging;"
             "setup_logging(False, 'json');"
             "import pymilvus.milvus_client;"
-            "logging.getLogger('pymilvus').warning('server said Bearer abc.def');"
-            "logging.getLogger('pymilvus.milvus_client').error('boom');"
+            "logging.getLogger('pymilvus').critical('server said Bearer abc.def');"
+            "logging.getLogger('pymilvus.milvus_client').critical('boom');"
             "logging.getLogger('milvus_lite.server_manager').error('failed',"
             " exc_info=RuntimeError('x'));"
             "logging.getLogger('mmsearch.x').info('ours')")
@@ -49,3 +49,17 @@ def test_json_logs_own_every_library_logger(tmp_path) -> None:  # noqa: ANN001
     assert [e["logger"] for e in entries] == ["pymilvus", "pymilvus.milvus_client",
                                               "milvus_lite.server_manager", "mmsearch.x"]
     assert "abc.def" not in out.stderr and "exception" in entries[2]
+
+
+def test_repeated_warnings_are_held_back_and_counted() -> None:
+    import time
+
+    from mmsearch.app.logs import RepeatLimit
+
+    limit = RepeatLimit(window_s=0.2)
+    same = [limit.filter(record("Milvus unavailable")) for _ in range(5)]
+    assert same == [True, False, False, False, False]
+    assert limit.filter(record("another message"))
+    time.sleep(0.25)
+    after = record("Milvus unavailable")
+    assert limit.filter(after) and "4 more like this" in after.getMessage()
