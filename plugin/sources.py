@@ -22,6 +22,8 @@ class RawRecord:
     line: int  # 1-based position in the source (line, row, or file number)
     data: dict[str, Any] | None
     error: str | None = None  # why the line could not be parsed
+    error_field: str = "line"  # the field the error names
+    error_id: str | None = None  # the item's id, when it is known
 
 
 class Source(ABC):
@@ -29,6 +31,10 @@ class Source(ABC):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+
+    def notes(self) -> list[str]:
+        """What the source leaves out, for the summary (nothing is skipped unsaid)."""
+        return []
 
     @property
     def root(self) -> Path:
@@ -110,9 +116,21 @@ class FolderSource(Source):
                 continue
             relative = file.relative_to(self.path).as_posix()
             caption = file.with_suffix(".txt")
-            text = caption.read_text(encoding="utf-8", errors="replace").strip() \
-                if caption.is_file() else None
+            try:
+                text = caption.read_text(encoding="utf-8").strip() if caption.is_file() else None
+            except UnicodeDecodeError as exc:
+                yield RawRecord(number, None, f"{caption.name} is not UTF-8 (byte "
+                                f"{exc.start})", "text", relative)
+                continue
             yield RawRecord(number, {"id": relative, "image": relative, "text": text or None})
+
+    def notes(self) -> list[str]:
+        images = {p.with_suffix("") for p in self._files()}
+        orphans = sorted(p for p in self.path.rglob("*.txt") if p.with_suffix("") not in images)
+        if not orphans:
+            return []
+        return [f"{len(orphans)} caption file(s) with no image beside them were not read "
+                f"(first: {orphans[0].relative_to(self.path)})"]
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()

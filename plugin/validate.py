@@ -63,7 +63,7 @@ class RecordValidator:
 
     def validate(self, raw: RawRecord) -> Candidate | Rejection:
         if raw.data is None:
-            return Rejection(raw.line, None, "line", raw.error or "unreadable")
+            return Rejection(raw.line, raw.error_id, raw.error_field, raw.error or "unreadable")
         try:
             record = parse_item(raw.data)
         except RecordError as exc:

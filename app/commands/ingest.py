@@ -18,7 +18,7 @@ from typing import Any
 from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
 from mmsearch.app.wiring import layout_of, load_configured_encoder, milvus_target
-from mmsearch.encoders.errors import check_at_least
+from mmsearch.encoders.errors import MmsearchError, check_at_least
 from mmsearch.plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
 from mmsearch.plugin.connection import Retrying, milvus_lite_executable
 from mmsearch.plugin.metrics import WorkerMetrics, serve_metrics
@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def _ingest_one(worker: IngestWorker, path: Path) -> None:
-    summary = worker.run(open_source(path))
+    source = open_source(path)
+    summary = worker.run(source)
     print(f"{path}: {summary.line()}")
+    for note in source.notes():
+        print(f"{path}: {note}")
     if summary.stage_seconds:
         log.info("seconds per stage: %s", summary.stage_seconds)
 
@@ -82,7 +85,10 @@ def cmd_collections(args: argparse.Namespace, config: Config) -> int:
     if args.action == "describe":
         info = milvus.call("describe", lambda c: describe_base(c, layout))
         print(json.dumps(info, indent=2, default=str))
-        return 0
+        if not any(width["exists"] for width in info):
+            raise MmsearchError(f"base {layout.base!r} has no collections at "
+                                f"{milvus.target.describe()}")
+        return Exit.OK
     if args.action == "drop":
         if not args.yes:
             answer = input(f"Drop every collection of base {layout.base!r} at "

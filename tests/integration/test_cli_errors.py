@@ -79,3 +79,9 @@ def test_the_shipped_model_is_found_from_any_folder(tmp_path: Path) -> None:
     missing = run("collections", "create", "--uri", str(tmp_path / "m.db"), "--model",
                   "nosuch", cwd=tmp_path)
     assert_one_line(missing, 1, "no model 'nosuch'", "MMSEARCH_MODELS", "--models-dir")
+
+
+def test_describing_a_base_that_does_not_exist_fails(tmp_path: Path) -> None:
+    done = run("collections", "describe", "--base", "nosuch", "--uri", str(tmp_path / "m.db"),
+               cwd=tmp_path)
+    assert_one_line(done, 1, "base 'nosuch' has no collections")

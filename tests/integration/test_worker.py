@@ -359,3 +359,22 @@ def test_poisoned_manifest_never_stops_a_watch_worker(encoder, tmp_path: Path) -
     described = milvus.client.describe_collection("items_d8")
     names = {f["name"] for f in described["fields"]}
     assert "bad-key" not in names and {"category", "rank", "score", "flag"} <= names
+
+
+def test_image_folder_rejects_non_utf8_captions_and_counts_orphans(encoder,  # noqa: ANN001
+                                                                   tmp_path: Path) -> None:
+    folder = write_items(tmp_path / "data", 4).parent / "img"
+    (folder / "item-1.txt").write_bytes(b"caf\xe9 au lait")  # Latin-1, not UTF-8
+    (folder / "item-2.txt").write_text("a caption")
+    (folder / "lonely.txt").write_text("no image of mine")
+    worker, milvus = make_worker(encoder, tmp_path, base="folder")
+    source = open_source(folder)
+    summary = worker.run(source)
+    assert (summary.ingested, summary.rejected) == (3, 1)
+    assert summary.deadletter and "why:" in summary.line()
+    dead = [json.loads(line) for line in Path(summary.deadletter).read_text().splitlines()]
+    assert [(d["id"], d["field"]) for d in dead] == [("item-1.png", "text")]
+    assert "not UTF-8" in dead[0]["reason"]
+    assert ids_in(milvus, "folder_d8") == ["item-0.png", "item-2.png", "item-3.png"]
+    assert source.notes() == ["1 caption file(s) with no image beside them were not read "
+                              "(first: lonely.txt)"]
