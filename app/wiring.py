@@ -9,6 +9,7 @@ from pathlib import Path
 from mmsearch.app.config import MODELS_SEARCH_ORDER, Config
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.errors import MmsearchError
+from mmsearch.encoders.preprocess import set_decode_budget
 from mmsearch.encoders.manifest import require_same_model
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.connection import MilvusTarget, Retrying
@@ -55,6 +56,7 @@ def layout_of(config: Config, base: str | None) -> Layout:
 
 
 def build_pipeline(config: Config) -> SearchPipeline:
+    set_decode_budget(config.limits.decode_pixels_in_flight)
     encoder = load_configured_encoder(config)
     if config.widths[-1] != encoder.config.width_max:
         from mmsearch.encoders.errors import ConfigError

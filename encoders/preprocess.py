@@ -7,8 +7,10 @@ every runtime sees byte-identical tensors for the same input.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,45 @@ from mmsearch.encoders.errors import ImageDecodeError, ImageSizeError, TextInput
 
 MAX_PIXELS = 40_000_000
 """Images above this many pixels are refused before decoding (decompression bombs)."""
+# the decoders users need; EPS/PS (Ghostscript) and the rest are never tried on bytes a
+# client sent
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+class DecodeBudget:
+    """Pixels being decoded at once, across threads: a small PNG can hold 40 MP (160 MB
+    once decoded), so 32 concurrent requests could take gigabytes. A decode waits until
+    its pixels fit; one image always fits alone, so nothing waits forever."""
+
+    def __init__(self, pixels: int | None = None) -> None:
+        self.limit = pixels
+        self._used = 0
+        self._free = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        if self.limit is None:
+            yield
+            return
+        with self._free:
+            while self._used and self._used + pixels > self.limit:
+                self._free.wait()
+            self._used += pixels
+        try:
+            yield
+        finally:
+            with self._free:
+                self._used -= pixels
+                self._free.notify_all()
+
+
+DECODE_BUDGET = DecodeBudget()
+
+
+def set_decode_budget(pixels: int | None) -> None:
+    """Bound the pixels decoded at once in this process (None: unbounded); the sidecar sets
+    it from limits.decode_pixels_in_flight."""
+    DECODE_BUDGET.limit = pixels
 
 ImageInput = bytes | bytearray | memoryview | str | Path | Image.Image
 
@@ -50,13 +91,34 @@ def _open(data: ImageInput, item: str) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns (not raises) between MAX_IMAGE_PIXELS and 2x; we check ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(bytes(data)))
+            image = Image.open(io.BytesIO(bytes(data)), formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageSizeError("image", f"too many pixels: {exc}", item) from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad bytes; all mean "not an image"
         raise ImageDecodeError("image", f"not a decodable image ({type(exc).__name__})",
                                item) from None
     return image
+
+
+def load_array(data: ImageInput, spec: ImageSpec, item: str = "?") -> np.ndarray:
+    """One image as the tower's input array, decoded inside the process's pixel budget and
+    (JPEG) at the smallest scale still at least twice the input size."""
+    image = _open(data, item)
+    _check_size(image, item, MAX_PIXELS)
+    if image.format == "JPEG":
+        image.draft("RGB", (2 * spec.size, 2 * spec.size))
+    with DECODE_BUDGET.hold(image.size[0] * image.size[1]):
+        return image_to_array(load_rgb(image, item), spec)
+
+
+def _check_size(image: Image.Image, item: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageSizeError("image", f"zero-size image ({width}x{height})", item)
+    if width * height > max_pixels:
+        raise ImageSizeError(
+            "image", f"{width}x{height} = {width * height} pixels exceeds {max_pixels}", item
+        )
 
 
 def load_rgb(data: ImageInput, item: str = "?", max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -67,13 +129,7 @@ def load_rgb(data: ImageInput, item: str = "?", max_pixels: int = MAX_PIXELS) ->
     emoji are shown. Errors: undecodable/truncated bytes, zero-size, > max_pixels.
     """
     image = _open(data, item)
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise ImageSizeError("image", f"zero-size image ({width}x{height})", item)
-    if width * height > max_pixels:
-        raise ImageSizeError(
-            "image", f"{width}x{height} = {width * height} pixels exceeds {max_pixels}", item
-        )
+    _check_size(image, item, max_pixels)
     try:
         image.load()  # header parsed lazily: truncation shows up only here
         return _to_rgb_on_white(image)

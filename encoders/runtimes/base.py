@@ -21,8 +21,7 @@ from mmsearch.encoders.preprocess import (
     ImageInput,
     ImageSpec,
     TextTokenizer,
-    image_to_array,
-    load_rgb,
+    load_array,
     validate_text,
 )
 
@@ -90,7 +89,7 @@ class Encoder(ABC):
             if image is None:
                 continue
             try:
-                arrays.append(image_to_array(load_rgb(image, ids[index]), self.image_spec))
+                arrays.append(load_array(image, self.image_spec, ids[index]))
                 good.append(index)
             except InvalidInputError as exc:
                 problems.append(InputProblem(index, ids[index], field, exc.reason))

@@ -88,3 +88,53 @@ def test_bad_text(text: object, reason: str) -> None:
 
 def test_utf8_bytes_accepted() -> None:
     assert validate_text("café ☕".encode()) == "café ☕"
+
+
+def test_decode_budget_bounds_pixels_in_flight_and_lets_a_big_image_through() -> None:
+    import threading
+    import time
+
+    from mmsearch.encoders.preprocess import DecodeBudget
+
+    budget = DecodeBudget(100)
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def decode(pixels: int) -> None:
+        with budget.hold(pixels):
+            with lock:
+                inside[0] += pixels
+                peak[0] = max(peak[0], inside[0])
+            time.sleep(0.02)
+            with lock:
+                inside[0] -= pixels
+
+    threads = [threading.Thread(target=decode, args=(40,)) for _ in range(8)]
+    threads.append(threading.Thread(target=decode, args=(500,)))  # alone over the limit
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
+    assert peak[0] == 500 or peak[0] <= 100  # the big one ran alone, the rest in pairs
+    assert budget._used == 0
+
+
+def test_only_the_decoders_users_need_are_tried() -> None:
+    from mmsearch.encoders.errors import ImageDecodeError
+    from mmsearch.encoders.preprocess import load_rgb
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(ImageDecodeError, match="not a decodable image"):
+        load_rgb(eps)
+    for fmt in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"):
+        assert load_rgb(png_bytes(Image.new("RGB", (8, 8), "red"), fmt)).size == (8, 8)
+
+
+def test_a_large_jpeg_decodes_at_a_reduced_scale() -> None:
+    from mmsearch.encoders.preprocess import ImageSpec, load_array
+
+    spec = ImageSpec(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    big = png_bytes(Image.new("RGB", (2048, 2048), "blue"), "JPEG")
+    array = load_array(big, spec)
+    assert array.shape == (3, 32, 32)
+    assert abs(float(array[2].mean()) - 1.0) < 0.05  # still blue after the reduced decode
