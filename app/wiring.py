@@ -9,8 +9,8 @@ from pathlib import Path
 from mmsearch.app.config import MODELS_SEARCH_ORDER, Config
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.errors import MmsearchError
-from mmsearch.encoders.preprocess import set_decode_budget
 from mmsearch.encoders.manifest import require_same_model
+from mmsearch.encoders.preprocess import set_decode_budget
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.connection import MilvusTarget, Retrying
 from mmsearch.plugin.schema import Layout

@@ -22,10 +22,33 @@ from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, 
 log = logging.getLogger(__name__)
 
 
+def return_large_frees_to_the_os() -> None:
+    """Serve decoded images from memory the OS gets back. glibc serves a large block from
+    per-thread arenas once its mmap threshold has grown past it (it grows with every large
+    free), and an arena keeps its peak: 32 request threads each decoding a 39 MP image once
+    would hold gigabytes. A fixed threshold (1 MB) keeps image buffers mmap'ed, so each is
+    unmapped when freed (benchmarks/results/decode_memory.md)."""
+    import ctypes
+    import ctypes.util
+
+    m_mmap_threshold = -3  # glibc's mallopt parameter number
+    name = ctypes.util.find_library("c")
+    try:
+        applied = bool(ctypes.CDLL(name).mallopt(m_mmap_threshold, 1 << 20)) if name else False
+    except (OSError, AttributeError):
+        applied = False
+    if applied:
+        log.info("malloc: blocks over 1 MB are mmap'ed (freed image memory returns to the OS)")
+    else:
+        log.warning("malloc: no glibc mallopt here, freed image memory may stay with the "
+                    "process; limits.decode_pixels_in_flight still bounds what is in use")
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from mmsearch.app.wiring import build_pipeline, milvus_health_probe, server_settings
     from mmsearch.rerank.server import Sidecar, build_server
 
+    return_large_frees_to_the_os()
     pipeline = build_pipeline(config)
     metrics = None
     if config.server.metrics_port:
