@@ -235,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(baseline)
     _train_manifests(baseline)
     baseline.add_argument("--out", type=Path, help="model folder (default models/<model>)")
+    baseline.add_argument("--image-tower", type=Path, help="a local Hugging Face vision "
+                          "folder (CLIP, SigLIP, any transformers vision model) instead of "
+                          "the offline MobileNetV2")
+    baseline.add_argument("--text-tower", type=Path, help="a local text folder: a CLIP/SigLIP "
+                          "folder (its text half) or a sentence encoder (default MiniLM, or "
+                          "--image-tower's own text half when it is CLIP/SigLIP)")
+    baseline.add_argument("--local-dim", type=int, default=64,
+                          help="dims of each local feature row (at most the tower's width)")
     baseline.set_defaults(func=train_commands.cmd_train_baseline)
     encoder = train_sub.add_parser("encoder", help="train the embedder: prototype ID "
                                    "recognition + image/image and image/text InfoNCE at every "

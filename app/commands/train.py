@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from mmsearch.app.config import Config
 from mmsearch.app.wiring import require_model_files
-from mmsearch.encoders.errors import MmsearchError, check_at_least
+from mmsearch.encoders.errors import MmsearchError, UsageError, check_at_least
 
 
 def cmd_data(args: argparse.Namespace, config: Config) -> int:
@@ -34,8 +35,11 @@ def cmd_data(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_train_baseline(args: argparse.Namespace, config: Config) -> int:
     from mmsearch.encoders.baseline import fit_baseline
-    from mmsearch.encoders.catalog import ModelConfig
+    from mmsearch.encoders.catalog import LocalSpec, ModelConfig
     from mmsearch.encoders.data.records import read_manifest
+
+    check_at_least({"--local-dim": (args.local_dim, 1)})
+    towers = _towers(args.image_tower, args.text_tower)
 
     images, captions = [], []
     for manifest in args.manifest:
@@ -46,10 +50,53 @@ def cmd_train_baseline(args: argparse.Namespace, config: Config) -> int:
     if not images:
         raise MmsearchError("--manifest: no train-split images in the given manifests")
     out = args.out or config.models.model_dir
-    fit_baseline(ModelConfig(widths=config.widths, width_max=config.widths[-1]), images,
-                 sorted(set(captions)), out, progress=True)
+    model = ModelConfig(name=config.models.model, widths=config.widths,
+                        width_max=config.widths[-1], local=LocalSpec(dim=args.local_dim))
+    fit_baseline(model.with_towers(**towers), images, sorted(set(captions)), out,
+                 progress=True)
     print(f"baseline PCA heads written to {out}")
     return 0
+
+
+def _towers(image_folder: Path | None, text_folder: Path | None) -> dict[str, Any]:
+    """ModelConfig.with_towers arguments for a user's local folders (none: the defaults)."""
+    from mmsearch.encoders.catalog import ImageTowerSpec, TextTowerSpec
+    from mmsearch.encoders.towers.hf_vision import image_spec_from_folder
+
+    towers: dict[str, Any] = {}
+    for flag, folder in (("--image-tower", image_folder), ("--text-tower", text_folder)):
+        if folder is not None and not (folder / "config.json").is_file():
+            raise UsageError(flag, f"{folder} is not a Hugging Face model folder (no "
+                             "config.json)")
+    if image_folder is not None:
+        towers["image"] = image_spec_from_folder(image_folder, ImageTowerSpec())
+    text_folder = text_folder or (image_folder if image_folder and _is_clip(image_folder)
+                                  else None)
+    if text_folder is not None:
+        kind = "hf_clip_text" if _is_clip(text_folder) else "hf_text"
+        towers["text"] = TextTowerSpec(kind, str(text_folder),
+                                       min(TextTowerSpec.max_length, _positions(text_folder)))
+    return towers
+
+
+def _folder_config(folder: Path) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads((folder / "config.json").read_text()))
+
+
+def _is_clip(folder: Path) -> bool:
+    return _folder_config(folder).get("model_type", "") in ("clip", "siglip", "siglip2",
+                                                            "chinese_clip")
+
+
+def _positions(folder: Path) -> int:
+    """The text model's position limit (a CLIP folder keeps it in text_config)."""
+    from mmsearch.encoders.catalog import TextTowerSpec
+
+    data = _folder_config(folder)
+    text = data.get("text_config") or data
+    return int(text.get("max_position_embeddings", TextTowerSpec.max_length))
 
 
 def cmd_train_encoder(args: argparse.Namespace, config: Config) -> int:

@@ -64,12 +64,20 @@ def load_hf_vision_tower(spec: ImageTowerSpec, grid: int) -> HfVisionTower:
     return HfVisionTower(vision, projection, prefix, feature_dim, hidden, grid)
 
 
+def _model_image_size(folder: Path, base: ImageTowerSpec) -> int:
+    path = folder / "config.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    vision = data.get("vision_config") or data
+    return int(vision.get("image_size") or base.input_size)
+
+
 def image_spec_from_folder(folder: Path, base: ImageTowerSpec) -> ImageTowerSpec:
     """Read size/mean/std from a folder's preprocessor_config.json so a user's CLIP/SigLIP
     checkpoint is fed the pixels it was trained on."""
     path = folder / "preprocessor_config.json"
-    if not path.is_file():
-        return ImageTowerSpec("hf_vision", str(folder), base.input_size, base.mean, base.std)
+    if not path.is_file():  # no preprocessor saved: the model's own input size at least
+        return ImageTowerSpec("hf_vision", str(folder), _model_image_size(folder, base),
+                              base.mean, base.std)
     data = json.loads(path.read_text())
     size = data.get("crop_size") or data.get("size") or base.input_size
     if isinstance(size, dict):
