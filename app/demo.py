@@ -69,6 +69,10 @@ def subset_manifest(data_dir: Path, out: Path, identities: int | None) -> dict[s
     return images
 
 
+def item_names(manifest: Path) -> dict[str, str]:
+    return {r.id: r.text or "" for r in read_manifest(manifest)}
+
+
 def wait_port(port: int, proc: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -97,7 +101,9 @@ def process(command: list[str], port: int, what: str, log_path: Path) -> Iterato
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            print(f"stopped {what} (exit {proc.returncode}; log {log_path})")
+            how = ("stopped cleanly by SIGTERM" if proc.returncode in (0, -signal.SIGTERM)
+                   else f"exited with code {proc.returncode}")
+            print(f"{what}: {how} (log {log_path})")
 
 
 def mmsearch_command(*argv: str) -> list[str]:
@@ -118,7 +124,10 @@ def wait_serving(address: str, timeout_s: float = 120) -> None:
 def demo_queries(images: dict[str, Path]) -> list[DemoQuery]:
     dog = images[f"google:{DOG}"]
     return [
-        DemoQuery("image only: google's dog face", {"image": dog.read_bytes()}, dog),
+        # google's drawing among twitter's only: the match is another vendor's drawing,
+        # not the stored query image itself
+        DemoQuery("image only: google's dog face, among twitter's drawings",
+                  {"image": dog.read_bytes(), "filter": 'vendor == "twitter"'}, dog),
         DemoQuery("text only: 'red heart'", {"text": "red heart"}),
         DemoQuery(f"stored id google:{GRINNING} (self excluded)", {"id": f"google:{GRINNING}"},
                   images[f"google:{GRINNING}"]),
@@ -147,14 +156,14 @@ def run_queries(address: str, queries: list[DemoQuery], top_k: int) -> None:
                           for h in query.reply.hits]
 
 
-def table(query: DemoQuery) -> str:
+def table(query: DemoQuery, names: dict[str, str]) -> str:
     lines = [f"\n== {query.title}",
-             "rank  id                            label              ann     refine  rerank  "
+             "rank  id                            name                ann     refine  rerank  "
              "score"]
     for rank, hit in enumerate(query.hits, start=1):
         stages = [f"{hit['stages'][s]:.3f}" if s in hit["stages"] else "   -  "
                   for s in ("ann", "refine", "rerank")]
-        lines.append(f"{rank:<5} {hit['id']:<29} {hit['label'][:18]:<18} "
+        lines.append(f"{rank:<5} {hit['id']:<29} {names.get(hit['id'], '')[:19]:<19} "
                      f"{'  '.join(stages)}  {hit['score']:.3f}")
     timings = query.reply.metadata.timings_ms
     lines.append("timings ms: " + ", ".join(f"{k} {timings[k]:.1f}" for k in sorted(timings))
@@ -193,8 +202,9 @@ def by_id_top1(address: str, images: dict[str, Path], rerank: bool, sample: int
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc
 
-    google = sorted(i for i in images if i.startswith("google:"))
-    google = google[:: max(1, -(-len(google) // sample))]
+    every = sorted(i for i in images if i.startswith("google:"))
+    count = min(sample, len(every))
+    google = [every[i * len(every) // count] for i in range(count)]  # exactly `count`
     right = 0
     with grpc.insecure_channel(address) as channel:
         stub = search_pb2_grpc.SearchServiceStub(channel)
@@ -241,14 +251,15 @@ def run_demo(data_dir: Path, work_dir: Path, identities: int | None, top_k: int,
             run_queries(address, queries, top_k)
             right, total = by_id_top1(address, images, True, by_id_sample)
             right_refine, _ = by_id_top1(address, images, False, by_id_sample)
-    for query in queries:
-        print(table(query))
+            names = item_names(manifest)
+            for query in queries:  # the results, before the servers' stop lines
+                print(table(query, names))
+            print(f"\nby stored id, google -> twitter of the same identity first: "
+                  f"{right}/{total} with rerank, {right_refine}/{total} refine only. Items "
+                  "carry their names (fused image + text), which makes this easy; image-only "
+                  "galleries are the hard benchmark (benchmarks/results/embedder_quality.md).")
     sheet = work_dir / "contact_sheet.html"
     contact_sheet(queries, images, sheet)
-    print(f"\nby stored id, google -> twitter of the same identity first: {right}/{total} "
-          f"with rerank, {right_refine}/{total} refine only. "
-          "Items carry their names (fused image + text), which makes this easy; image-only "
-          "galleries are the hard benchmark (benchmarks/results/embedder_quality.md).")
     print(f"contact sheet: {sheet}\ndone in {time.monotonic() - started:.0f} s")
     return {"queries": [{"title": q.title, "hits": q.hits} for q in queries],
             "by_id_top1": [right, total], "by_id_top1_refine": [right_refine, total],

@@ -48,7 +48,13 @@ def test_demo_reduced(tmp_path: Path) -> None:
     subset = [json.loads(line) for line in (ROOT / "data/emoji/demo-60.jsonl").open()]
     animals = {r["id"] for r in subset if r["attrs"]["category"] == "Animals & Nature"}
     assert {h["id"] for h in filtered["hits"]} <= animals
-    assert "stopped gRPC sidecar (exit 0" in first.stdout
+    assert "gRPC sidecar: stopped cleanly" in first.stdout
+    # the results come before the servers' stop lines, and hits show names, not code points
+    assert first.stdout.index("== text only") < first.stdout.index("gRPC sidecar: stopped")
+    image_only = next(q for q in result["queries"] if q["title"].startswith("image only"))
+    assert all(h["id"].startswith("twitter:") for h in image_only["hits"])  # not itself
+    assert image_only["hits"][0]["id"].endswith("1F436"), image_only["hits"]  # the dog face
+    assert " dog face " in first.stdout
     assert Path(result["contact_sheet"]).read_text().count("<img") >= 10
 
     second = run_demo(tmp_path / "demo", tmp_path / "second.json")  # resumes: no re-ingest
