@@ -20,7 +20,7 @@ from benchmarks._report import RESULTS, markdown_table
 REPORT = Path(__file__).resolve().parent / "report"
 RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
        "sidecar_latency", "funnel")
-READ_ONLY = ("funnel_milvus",)
+READ_ONLY = ("funnel_milvus", "decode_memory")
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -31,6 +31,19 @@ def load(name: str) -> dict[str, Any] | None:
 def measured_on(data: dict[str, Any]) -> str:
     m = data["machine"]
     return f"*Measured on {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}.*"
+
+
+METRICS = """## What the metrics mean
+
+- **R@1 / R@10** (Recall@k): the share of queries whose true match is among the first k hits.
+- **mAP@R**: mean average precision over the first R hits, R = the number of true matches
+  (rewards putting all of them first, not just one).
+- **nDCG@10**: ranking quality of the first 10 hits, 1.0 when the true matches lead, with
+  less credit the lower they sit.
+- **ECE** (expected calibration error): how far the scorer's P(relevant) is from the observed
+  share of relevant candidates, averaged over 10 probability bins; 0 = perfectly calibrated.
+- **items/s, QPS, p50/p99**: throughput, and the median / 99th-percentile latency.
+"""
 
 
 def quality_section(data: dict[str, Any]) -> str:
@@ -68,23 +81,46 @@ def rerank_section(data: dict[str, Any]) -> str:
 
 
 def encoder_section(data: dict[str, Any]) -> str:
-    rows = [(r["tower"], r["batch"], r["runtime"], r["items_per_s"]) for r in data["results"]
-            if "items_per_s" in r]
+    rows = [(r["tower"], r["batch"], r["runtime"], round(r["items_per_s"]))
+            for r in data["results"] if "items_per_s" in r]
     drift = data.get("int8_cosine", {})
     extra = "".join(f"\n- int8 vs fp32 {t}: cosine min {d['min']:.4f}, mean {d['mean']:.4f}"
                     for t, d in drift.items())
     return ("## Encoder speed per runtime\n\n" + measured_on(data) + "\n\n"
             + markdown_table(("tower", "batch", "runtime", "items/s"), rows) + "\n" + extra
-            + "\n")
+            + "\n" + encoder_notes(data["results"]))
+
+
+def encoder_notes(results: list[dict[str, Any]]) -> str:
+    """A line for each number that looks wrong at first sight."""
+    speed = {(r["tower"], r["batch"], r["runtime"]): r["items_per_s"] for r in results
+             if "items_per_s" in r}
+    notes = []
+    for tower in ("image", "text"):
+        fp32, int8 = (speed.get((tower, 1, f"onnxruntime {p}")) for p in ("fp32", "int8"))
+        if fp32 and int8 and int8 < fp32:
+            notes.append(f"- {tower} int8 is slower than fp32 at batch 1 ({int8:.0f} vs "
+                         f"{fp32:.0f} items/s): the quantise/dequantise nodes around every "
+                         "layer cost a fixed amount per call, which one item cannot amortise; "
+                         "at batch 32 int8 is ahead.")
+        one, many = speed.get((tower, 1, "torch fp32")), speed.get((tower, 32, "torch fp32"))
+        if one and many and many < one:
+            notes.append(f"- torch {tower} is slower per item at batch 32 than at batch 1 "
+                         f"({many:.0f} vs {one:.0f} items/s). Measured, not profiled: the "
+                         "likely cause is torch's eager CPU convolutions falling out of "
+                         "cache at batch 32 on 2 cores (a 32x3x224x224 input is 19 MB); the "
+                         "exported graphs scale with the batch, and serving uses them.")
+    return ("\nWhy some numbers look odd:\n\n" + "\n".join(notes) + "\n") if notes else ""
 
 
 def ingest_section(data: dict[str, Any]) -> str:
     e2e, enc = data["end_to_end"], data["encoder_only"]
     synthetic = data["synthetic_write_path"]
-    rows = [("end to end (emoji, both vendors)", e2e["items"], e2e["items"] / e2e["seconds"]),
-            ("encoder only", enc["items"], enc["items"] / enc["seconds"]),
+    rows = [("end to end (emoji, both vendors)", e2e["items"],
+             round(e2e["items"] / e2e["seconds"])),
+            ("encoder only", enc["items"], round(enc["items"] / enc["seconds"])),
             ("write path (synthetic vectors)", synthetic["items"],
-             synthetic["items"] / synthetic["seconds"])]
+             round(synthetic["items"] / synthetic["seconds"]))]
     return ("## Ingestion speed\n\n" + measured_on(data) + "\n\n"
             + markdown_table(("path", "items", "items/s"), rows)
             + f"\n\nEnd to end / encoder only = {data['ratio']:.2f}.\n")
@@ -94,10 +130,14 @@ def latency_section(data: dict[str, Any]) -> str:
     rows = [(kind, path, v["p50_ms"], v["p99_ms"]) for kind, paths in data["timings"].items()
             for path, v in paths.items()]
     load_ = data["load"]
+    clients = (f"{load_['clients']} concurrent clients" if "clients" in load_ else
+               "the run's concurrent clients (not recorded in this JSON; `make load-test` "
+               "runs 64)")
     return ("## Search latency\n\n" + measured_on(data) + "\n\nOne client, per query kind "
             "(gRPC vs the in-process pipeline):\n\n"
             + markdown_table(("query", "path", "p50 ms", "p99 ms"), rows)
-            + f"\n\nLoad: {load_['requests']} requests, {load_['errors']} errors, "
+            + f"\n\nLoad, {clients}, in-flight cap above them: {load_['requests']} "
+            f"requests, {load_['errors']} errors, "
             f"{load_['qps']:.1f} QPS, p50 {load_['p50_ms']:.0f} ms, p99 {load_['p99_ms']:.0f} "
             f"ms, RSS {load_['rss_start_mb']:.0f} -> {load_['rss_end_mb']:.0f} MB.\n\n"
             + shed_line(data.get("load_default_cap"))
@@ -138,6 +178,16 @@ def funnel_section(faiss: dict[str, Any] | None, milvus: dict[str, Any] | None) 
     return "".join(parts)
 
 
+def decode_section(data: dict[str, Any]) -> str:
+    rows = [("unbounded" if r["budget_pixels"] >= 10**12 else
+             f"{r['budget_pixels'] // 1_000_000} MP (default)", r["idle_rss_mb"],
+             r["peak_rss_mb"]) for r in data["runs"]]
+    return ("## Sidecar memory under large images\n\n" + measured_on(data) + "\n\n"
+            f"{data['clients']} concurrent queries, each a 39 MP PNG of {data['png_bytes']} "
+            "bytes (`make bench-decode-memory`):\n\n"
+            + markdown_table(("decode budget", "idle RSS MB", "peak RSS MB"), rows) + "\n")
+
+
 def plots(quality: dict | None, faiss: dict | None, milvus: dict | None,
           latency: dict | None) -> None:
     import matplotlib
@@ -175,8 +225,14 @@ def plots(quality: dict | None, faiss: dict | None, milvus: dict | None,
     fig.savefig(REPORT / "recall_vs_qps.png", dpi=110)
     if latency and latency["load"].get("latencies_ms"):
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.hist(latency["load"]["latencies_ms"], bins=50)
-        ax.set(xlabel="ms", ylabel="requests", title="Search latency under load (gRPC)")
+        load = latency["load"]
+        ax.hist(load["latencies_ms"], bins=50)
+        ax.axvline(load["p50_ms"], color="k", linestyle="--",
+                   label=f"p50 {load['p50_ms']:.0f} ms")
+        who = f"{load['clients']} clients" if "clients" in load else "load-test clients"
+        ax.set(xlabel="ms", ylabel="requests",
+               title=f"Search latency under {who} (gRPC, cap above them)")
+        ax.legend()
         fig.tight_layout()
         fig.savefig(REPORT / "latency_histogram.png", dpi=110)
 
@@ -205,13 +261,14 @@ def main() -> None:
         ingest_section(data["ingest_speed"]) if data["ingest_speed"] else "",
         latency_section(data["sidecar_latency"]) if data["sidecar_latency"] else "",
         funnel_section(data["funnel"], data["funnel_milvus"]),
+        decode_section(data["decode_memory"]) if data["decode_memory"] else "",
     ]
     missing = [name for name, value in data.items() if value is None]
     page = ("# mmsearch benchmark report\n\nOne page over `benchmarks/results/` (each section "
             "links its source numbers' machine). Regenerate: `mmsearch bench all` (runs "
             "everything, ~1 h on 2 cores) or `mmsearch bench all --reuse`.\n\n"
             + (f"Not run yet: {', '.join(missing)}.\n\n" if missing else "")
-            + "\n".join(s for s in sections if s))
+            + METRICS + "\n" + "\n".join(s for s in sections if s))
     plots(data["embedder_quality"], data["funnel"], data["funnel_milvus"],
           data["sidecar_latency"])
     (REPORT / "README.md").write_text(page)

@@ -128,7 +128,9 @@ def main() -> None:
              "default cap of 32; the shed reply's latency is what it costs a client to learn "
              "it should go elsewhere, on 2 cores that are already saturated.\n\n")
     write("sidecar_latency", {"timings": {k: {m: percentiles(v) for m, v in p.items()}
-                                          for k, p in timings.items()}, "load": load,
+                                          for k, p in timings.items()},
+                             "load": {**load, "clients": args.clients,
+                                      "seconds": args.load_seconds},
                              "load_default_cap": shed},
           intro + table + "\n\n## Load\n\n" + load_table + "\n\n![latency](sidecar_latency.png)")
     plot(timings, load)
