@@ -42,7 +42,7 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 @contextmanager
-def _known_export_warnings() -> Iterator[None]:
+def known_export_warnings() -> Iterator[None]:
     """Silence the export warnings shown harmless, and only those:
     - the legacy TorchScript exporter is chosen on purpose (dynamo=False: the graphs
       TensorRT and int8 quantisation are tested on);
@@ -110,7 +110,7 @@ def export_onnx(model_dir: Path, out_dir: Path,
     image_model = image_embedder(image_tower, heads, config).eval()
     text_model = TextEmbedder(text_tower, heads.text).eval()
     size = config.image_tower.input_size
-    with torch.inference_mode(), _known_export_warnings():
+    with torch.inference_mode(), known_export_warnings():
         torch.onnx.export(
             image_model, (torch.zeros(2, 3, size, size),), str(out_dir / "image.onnx"),
             input_names=["pixel_values"], output_names=["embedding", "local_features"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ from mmsearch.v1 import search_pb2 as pb
 log = logging.getLogger(__name__)
 SERVICES = ("mmsearch.v1.SearchService", "mmsearch.v1.RerankService", "mmsearch.v1.InfoService")
 SPARE_THREADS = 4  # health, reflection and fast RESOURCE_EXHAUSTED replies past the cap
+REQUEST_ID = "x-request-id"
+# failures of the server's side (logged as warnings); the rest are the client's
+SERVER_SIDE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class Sidecar:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             if not self._slots.acquire(blocking=False):
                 self._count(name, "RESOURCE_EXHAUSTED")
-                return self._abort(context, OverloadedError(
+                return self._abort(context, name, OverloadedError(
                     f"more than {self.settings.max_concurrency} requests in flight"))
             if self.metrics:
                 self.metrics.in_flight.inc()
@@ -107,7 +111,7 @@ class Sidecar:
                 return reply
             except Exception as exc:  # noqa: BLE001 - mapped by the one table
                 self._count(name, status_for(exc)[0])
-                return self._abort(context, exc)
+                return self._abort(context, name, exc)
             finally:
                 if self.metrics:
                     self.metrics.in_flight.dec()
@@ -126,12 +130,20 @@ class Sidecar:
             raise UnauthenticatedError("missing or wrong bearer token", "authorization")
 
     @staticmethod
-    def _abort(context: grpc.ServicerContext, error: BaseException) -> Any:
+    def _abort(context: grpc.ServicerContext, name: str, error: BaseException) -> Any:
+        """One status per error (the one table), one log line per failed request with its
+        request id (the client's x-request-id, or one made here and sent back), and a
+        traceback only for INTERNAL: expected failures are not bugs."""
         code, message = status_for(error)
+        request_id = dict(context.invocation_metadata()).get(REQUEST_ID) or uuid.uuid4().hex[:16]
+        context.set_trailing_metadata(((REQUEST_ID, request_id),))
+        rpc = name.removesuffix("Request")
         if code == "INTERNAL":
-            log.error("unexpected error", exc_info=error)
-        elif code == "UNAVAILABLE":  # the client's message leaves out Milvus's address
-            log.warning("%s", error)
+            log.error("request %s %s: unexpected error", request_id, rpc, exc_info=error)
+        elif code in SERVER_SIDE:  # the client's message leaves out Milvus's address
+            log.warning("request %s %s: %s: %s", request_id, rpc, code, error)
+        else:
+            log.info("request %s %s: %s: %s", request_id, rpc, code, message)
         context.abort(getattr(grpc.StatusCode, code), message)
 
     # -- RPCs -----------------------------------------------------------------------

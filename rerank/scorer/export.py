@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmsearch.encoders.export import known_export_warnings
 from mmsearch.encoders.manifest import sha256_file
 from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig
 from mmsearch.rerank.scorer.runtime import INPUTS, ScorerFiles
@@ -49,7 +50,7 @@ def export_scorer(checkpoint: Path, out_dir: Path, name: str = "scorer") -> Path
                "calibrated": {0: "chunks", 1: "candidates"}}
     for key in ("cands", "cand_local", "cand_local_mask", "first_stage", "valid"):
         dynamic[key] = {0: "chunks", 1: "candidates"}
-    with torch.inference_mode():
+    with torch.inference_mode(), known_export_warnings():
         torch.onnx.export(model, example, str(files.onnx), input_names=list(INPUTS),
                           output_names=["listwise", "calibrated"], dynamic_axes=dynamic,
                           opset_version=17, dynamo=False)

@@ -381,3 +381,21 @@ def test_a_server_that_cannot_bind_says_so(stack: dict, address: str) -> None:
     finally:
         if first is not None:
             first.stop(0)
+
+
+def test_a_failed_request_logs_one_line_with_its_request_id(
+        stack: dict, caplog: pytest.LogCaptureFixture) -> None:
+    search = search_pb2_grpc.SearchServiceStub(stack["channel"])
+    request = pb.SearchRequest(base="items", top_k=3, query=pb.Query(text="red"),
+                               filter="category === 1")
+    with caplog.at_level("INFO", logger="mmsearch.rerank.server"), \
+            pytest.raises(grpc.RpcError) as caught:
+        search.Search(request, metadata=(("x-request-id", "req-42"),), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(caught.value.trailing_metadata())["x-request-id"] == "req-42"
+    lines = [r for r in caplog.records if "req-42" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None  # one line, no traceback
+    assert "INVALID_ARGUMENT" in lines[0].getMessage()
+    with pytest.raises(grpc.RpcError) as unnamed:  # no id sent: one is made and returned
+        search.Search(request, timeout=30)
+    assert len(dict(unnamed.value.trailing_metadata())["x-request-id"]) == 16
