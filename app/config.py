@@ -19,6 +19,7 @@ from mmsearch.encoders.catalog import DEFAULT_WIDTHS, validate_widths
 from mmsearch.encoders.errors import ConfigError
 from mmsearch.plugin.index_spec import IndexSpec, specs_for
 from mmsearch.plugin.schema import parse_declared_attrs
+from mmsearch.rerank.pipeline import REFINE_IN
 
 ENV_PREFIX = "MMSEARCH_"
 TOKEN_ENV = "MMSEARCH_MILVUS_TOKEN"
@@ -89,6 +90,9 @@ class ServerConfig:
     chunk_size: int = 32
     # width of the ANN stage; null = the second-narrowest configured width (64 by default)
     coarse_width: int | None = None
+    # where refine scores candidates: milvus (only scores travel), sidecar (fetch the
+    # vectors), auto = milvus except on Milvus Lite (benchmarks/results/refine_paths.md)
+    refine_in: str = "auto"
     token_file: str | None = None  # bearer token clients must send (authorization metadata)
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -244,6 +248,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError("models.precision", "int8 runs on the onnx runtime only, and "
                           f"models.runtime (or --runtime) is {config.models.runtime}: use "
                           "--runtime onnx or set models.precision to fp32")
+    if config.server.refine_in not in REFINE_IN:
+        raise ConfigError("server.refine_in", f"one of {', '.join(REFINE_IN)}")
     coarse = config.server.coarse_width
     if coarse is None:
         coarse = config.widths[min(1, len(config.widths) - 1)]

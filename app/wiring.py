@@ -14,7 +14,8 @@ from mmsearch.encoders.preprocess import set_decode_budget
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.connection import MilvusTarget, Retrying
 from mmsearch.plugin.schema import Layout
-from mmsearch.rerank.pipeline import Limits, SearchPipeline
+from mmsearch.rerank.pipeline import SearchPipeline
+from mmsearch.rerank.requests import Limits
 from mmsearch.rerank.server import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def build_pipeline(config: Config) -> SearchPipeline:
                     config.limits.rerank_depth)
     return SearchPipeline(encoder, Retrying(milvus_target(config)), config.widths,
                           config.index, limits,
-                          config.server.coarse_width, scorer)
+                          config.server.coarse_width, scorer, config.server.refine_in)
 
 
 def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None

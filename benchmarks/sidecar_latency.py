@@ -57,7 +57,7 @@ def main() -> None:
     from mmsearch.app.commands.ingest import cmd_ingest
     from mmsearch.app.config import load_config
     from mmsearch.app.wiring import build_pipeline, server_settings
-    from mmsearch.rerank.pipeline import SearchParams, SearchQuery
+    from mmsearch.rerank.requests import SearchParams, SearchQuery
     from mmsearch.rerank.server import Sidecar, build_server
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc

@@ -8,7 +8,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from mmsearch.rerank.candidates import RerankCandidate, RerankParams, RerankResult
 from mmsearch.rerank.errors import ValidationError
-from mmsearch.rerank.pipeline import Hit, SearchParams, SearchQuery, SearchResult
+from mmsearch.rerank.requests import Hit, SearchParams, SearchQuery, SearchResult
 from mmsearch.v1 import search_pb2 as pb
 
 # grpcio reports "no deadline" as ~9.2e18 s remaining, not None

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,82 +38,34 @@ from mmsearch.rerank.errors import (
     ValidationError,
     shown,
 )
+from mmsearch.rerank.requests import (
+    Hit,
+    Limits,
+    Scorer,
+    SearchParams,
+    SearchQuery,
+    SearchResult,
+)
+from mmsearch.rerank.timing import StageTimer
 
 MAX_FILTER_CHARS = 4096
+REFINE_IN = ("auto", "milvus", "sidecar")  # where exact full-width scoring runs
 T = TypeVar("T")
-
-
-class Scorer(Protocol):
-    name: str
-
-    def rerank(self, query: np.ndarray, query_local: np.ndarray | None, vectors: np.ndarray,
-               local: np.ndarray, has_local: np.ndarray, first_stage: np.ndarray
-               ) -> np.ndarray:
-        """Calibrated relevance per candidate (comparable across chunks)."""
-
-    def estimate_ms(self, candidates: int) -> float:
-        """Expected time to rerank this many candidates (for deadline decisions)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-request bounds; the values come from the config's `limits` section."""
-
-    max_top_k: int
-    max_candidates: int
-    default_candidates: int
-    rerank_depth: int  # the scorer reorders the refined list's head; the rest follows
-
-
-@dataclass(frozen=True)
-class SearchQuery:
-    image: bytes | None = None
-    text: str | None = None
-    id: str | None = None
-
-
-@dataclass(frozen=True)
-class SearchParams:
-    base: str
-    top_k: int
-    filter: str = ""
-    coarse_width: int | None = None
-    candidates: int | None = None
-    refine: bool = True
-    rerank: bool | None = None  # None: on when a scorer is loaded
-    include_self: bool = False
-    deadline: float | None = None  # time.monotonic() value
-
-
-@dataclass
-class Hit:
-    id: str
-    score: float
-    label: str | None
-    ann: float
-    refine: float | None = None
-    rerank: float | None = None
-
-
-@dataclass
-class SearchResult:
-    hits: list[Hit]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    degraded_reasons: list[str] = field(default_factory=list)
-    candidates: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class SearchPipeline:
     def __init__(self, encoder: Encoder, milvus: Retrying, widths: tuple[int, ...],
                  specs: Mapping[int, IndexSpec], limits: Limits, coarse_width: int,
-                 scorer: Scorer | None = None) -> None:
+                 scorer: Scorer | None = None, refine_in: str = "auto") -> None:
         if coarse_width not in widths:
             raise ValueError(f"coarse width {coarse_width} is not one of {widths}")
+        if refine_in not in REFINE_IN:
+            raise ValueError(f"refine_in {refine_in!r} is not one of {REFINE_IN}")
         self.encoder, self.milvus, self.widths = encoder, milvus, widths
         self.specs, self.limits = specs, limits
-        self.coarse_width, self.scorer = coarse_width, scorer
+        self.coarse_width, self.scorer, self.refine_in = coarse_width, scorer, refine_in
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
+        self._server_version: str | None = None
 
     # -- validation -----------------------------------------------------------------
     def _layout(self, base: str) -> Layout:
@@ -232,21 +183,71 @@ class SearchPipeline:
         return [{"id": h["id"], "ann": float(h["distance"]),
                  "label": h.get("entity", {}).get("label")} for h in hits[0]]
 
-    def _fetch(self, layout: Layout, ids: list[str], deadline: float | None = None
-              ) -> dict[str, dict[str, Any]]:
+    def _fetch(self, layout: Layout, ids: list[str], deadline: float | None = None,
+               with_local: bool = True) -> dict[str, dict[str, Any]]:
+        """Full-width rows by id: the vector, and the local features when the scorer
+        reads them; ids not returned are not stored (deleted since the ANN)."""
         alias = layout.alias(layout.full_width)
         expression = ids_expression(ids)
+        fields = ["id", "vector", *(["local"] if with_local else [])]
         rows = self._milvus("fetch", lambda c, t: c.query(
-            alias, filter=expression, output_fields=["id", "vector", "local", "label"],
-            timeout=t), deadline)
+            alias, filter=expression, output_fields=fields, timeout=t), deadline)
         return {row["id"]: row for row in rows}
+
+    def _refine(self, layout: Layout, hits: list[Hit], vector: np.ndarray, rerank: bool,
+                deadline: float | None) -> tuple[list[Hit], dict[str, dict[str, Any]]]:
+        """Exact full-width cosine for every candidate, best first; one deleted since the
+        ANN is dropped. Returns the hits and the rows it fetched (none when Milvus scored)."""
+        ids = [h.id for h in hits]
+        rows: dict[str, dict[str, Any]] = {}
+        if self._refines_in_milvus(layout, deadline):
+            cosines = self._milvus_cosines(layout, ids, vector, deadline)
+            # an index may not reach every id of a filtered search: a candidate it left
+            # out is fetched, so only a deleted one is ever dropped
+            missed = [i for i in ids if i not in cosines]
+            if missed:
+                rows = self._fetch(layout, missed, deadline, with_local=rerank)
+        else:
+            rows = self._fetch(layout, ids, deadline, with_local=rerank)
+            cosines = {}
+        for item, row in rows.items():
+            cosines[item] = float(l2_normalize(np.asarray(row["vector"], np.float32)) @ vector)
+        kept = [h for h in hits if h.id in cosines]
+        for hit in kept:
+            hit.refine = hit.score = cosines[hit.id]
+        kept.sort(key=lambda h: -h.score)
+        return kept, rows
+
+    def _refines_in_milvus(self, layout: Layout, deadline: float | None) -> bool:
+        """Where exact scoring runs: `milvus` (a search restricted to the candidates' ids,
+        so only scores travel), `sidecar` (fetch the vectors), or `auto`: Milvus, except on
+        Milvus Lite, whose filtered search costs more than the fetch; never for an L2
+        index, whose distances are not cosines."""
+        if self.specs[layout.full_width].metric_type not in ("IP", "COSINE"):
+            return False
+        if self.refine_in != "auto":
+            return self.refine_in == "milvus"
+        if self._server_version is None:
+            self._server_version = str(self._milvus(
+                "server version", lambda c, t: c.get_server_version(timeout=t), deadline))
+        return not self._server_version.startswith("milvus_lite")
+
+    def _milvus_cosines(self, layout: Layout, ids: list[str], vector: np.ndarray,
+                        deadline: float | None) -> dict[str, float]:
+        width = layout.full_width
+        found = self._milvus("refine", lambda c, t: c.search(
+            layout.alias(width), data=[vector.tolist()], limit=len(ids),
+            filter=ids_expression(ids), output_fields=[],
+            search_params=search_params_for(self.specs[width], len(ids)), timeout=t),
+            deadline)
+        return {h["id"]: float(h["distance"]) for h in found[0]}
 
     # -- the whole request ------------------------------------------------------------
     def search(self, query: SearchQuery, params: SearchParams) -> SearchResult:
         started = time.perf_counter()
         layout, width, candidates, rerank = self._check(params)
         result = SearchResult(hits=[])
-        timed = _Timer(result.timings_ms, params.deadline)
+        timed = StageTimer(result.timings_ms, params.deadline)
         timed.check("encode")
         self._verify_base(layout, params.deadline)
         with timed("encode"):
@@ -259,19 +260,14 @@ class SearchPipeline:
         hits = [Hit(f["id"], f["ann"], f["label"], f["ann"]) for f in found
                 if not (skip_self and f["id"] == query.id)][:candidates]
         result.candidates = len(hits)
-        if hits and (params.refine or rerank):
+        rows: dict[str, dict[str, Any]] = {}
+        if hits and params.refine:
             timed.check("refine")
-            with timed("fetch" if not params.refine else "refine"):
-                rows = self._fetch(layout, [h.id for h in hits], params.deadline)
-                hits = [h for h in hits if h.id in rows]  # deleted since the ANN: dropped
-                unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32))
-                        for h in hits}
-                if params.refine:
-                    for hit in hits:
-                        hit.refine = hit.score = float(unit[hit.id] @ vector)
-                    hits.sort(key=lambda h: -h.score)
-            if rerank and hits:
-                self._rerank(hits, rows, unit, vector, query_local, timed, result)
+            with timed("refine"):
+                hits, rows = self._refine(layout, hits, vector, rerank, params.deadline)
+        if hits and rerank:
+            self._rerank(layout, hits, rows, vector, query_local, timed, result,
+                         params.deadline)
         result.hits = hits[: params.top_k]
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
@@ -298,7 +294,7 @@ class SearchPipeline:
             self._verify_base(layout, params.deadline)
         rows = self._fetch(layout, by_id, params.deadline) if by_id and layout else {}
         result = RerankResult(results=[], candidates=len(candidates))
-        timed = _Timer(result.timings_ms, params.deadline)
+        timed = StageTimer(result.timings_ms, params.deadline)
         with timed("encode"):
             vector, query_local = self._query_vector(query, layout, result.notes,
                                                      params.deadline)
@@ -319,24 +315,31 @@ class SearchPipeline:
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
 
-    def _rerank(self, hits: list[Hit], rows: Mapping[str, Any], unit: Mapping[str, np.ndarray],
-                query: np.ndarray, query_local: np.ndarray | None, timed: _Timer,
-                result: SearchResult) -> None:
-        """Rerank the head of the refined list in place (the scorer was trained on lists of
-        that depth; the tail keeps the refine order below it). Skipped, and the reply
-        marked degraded, when it cannot finish before the deadline."""
+    def _rerank(self, layout: Layout, hits: list[Hit], rows: dict[str, dict[str, Any]],
+                query: np.ndarray, query_local: np.ndarray | None, timed: StageTimer,
+                result: SearchResult, deadline: float | None) -> None:
+        """Rerank the head of the list in place (the scorer was trained on lists of that
+        depth; the tail keeps its order below it), fetching only the head's rows it lacks.
+        Skipped, and the reply marked degraded, when it cannot finish before the deadline."""
         assert self.scorer is not None
         depth = min(len(hits), self.limits.rerank_depth)
         if timed.remaining_ms() < self.scorer.estimate_ms(depth):
             result.degraded_reasons.append("rerank_deadline")
             return
         head, tail = hits[:depth], hits[depth:]
+        missing = [h.id for h in head if h.id not in rows or "local" not in rows[h.id]]
+        if missing:
+            timed.check("rerank")
+            with timed("fetch"):
+                rows.update(self._fetch(layout, missing, deadline))
+        head = [h for h in head if h.id in rows]  # deleted since the ANN: dropped
+        unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32)) for h in head}
         self._rerank_head(head, rows, unit, query, query_local, timed)
         hits[:] = head + tail
 
     def _rerank_head(self, hits: list[Hit], rows: Mapping[str, Any],
                      unit: Mapping[str, np.ndarray], query: np.ndarray,
-                     query_local: np.ndarray | None, timed: _Timer) -> None:
+                     query_local: np.ndarray | None, timed: StageTimer) -> None:
         assert self.scorer is not None
         locals_, has_local = self._locals(hits, rows)
         first_stage = np.asarray([h.score for h in hits], np.float32)  # the last stage run
@@ -353,31 +356,3 @@ class SearchPipeline:
         has = np.asarray([d is not None for d in decoded])
         empty = np.zeros((spec.cells, spec.dim), np.float32)
         return np.stack([d if d is not None else empty for d in decoded]), has
-
-
-class _Timer:
-    """Times stages into a dict and enforces the request deadline between stages."""
-
-    def __init__(self, timings: dict[str, float], deadline: float | None) -> None:
-        self.timings, self.deadline = timings, deadline
-        self._stage: str | None = None
-        self._start = 0.0
-
-    def remaining_ms(self) -> float:
-        return float("inf") if self.deadline is None else (self.deadline - time.monotonic()) * 1e3
-
-    def check(self, stage: str) -> None:
-        if self.remaining_ms() <= 0:
-            raise DeadlineError(f"deadline passed before the {stage} stage")
-
-    def __call__(self, stage: str) -> _Timer:
-        self._stage = stage
-        return self
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stage is not None
-        self.timings[self._stage] = (time.perf_counter() - self._start) * 1000
-

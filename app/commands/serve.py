@@ -17,7 +17,8 @@ from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
 from mmsearch.encoders.errors import MmsearchError
 from mmsearch.rerank.errors import ValidationError, status_for
-from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
+from mmsearch.rerank.pipeline import SearchPipeline
+from mmsearch.rerank.requests import SearchParams, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
 

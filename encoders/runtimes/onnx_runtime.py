@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,19 @@ def _import_ort(device: str):  # noqa: ANN202 - the module
     return onnxruntime
 
 
+def session_options(ort: Any, threads: int | None) -> Any:
+    """ONNX Runtime options for a process that runs many sessions at once (request threads,
+    the encoder and the scorer): pool threads do not spin waiting for the next run, which on
+    a few cores takes CPU from every other request; `threads` caps the intra-op pool
+    (None: one thread per core)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
 class OnnxEncoder(Encoder):
     runtime = "onnx"
 
@@ -55,9 +69,7 @@ class OnnxEncoder(Encoder):
                 "train images available for calibration (data/emoji or --int8-calibration)")
         # hash only what this precision loads (the text model alone is ~90 MB)
         self.manifest.verify_files(self.export_dir, (image_file, text_file, "tokenizer.json"))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options = session_options(ort, threads)
         self._image = ort.InferenceSession(str(self.export_dir / image_file), options,
                                            providers=PROVIDERS[device])
         self._text = ort.InferenceSession(str(self.export_dir / text_file), options,

@@ -13,6 +13,7 @@ import numpy as np
 
 from mmsearch.encoders.errors import BackendMissingError, ModelMismatchError
 from mmsearch.encoders.manifest import sha256_file
+from mmsearch.encoders.runtimes.onnx_runtime import session_options
 
 log = logging.getLogger(__name__)
 INPUTS = ("query", "query_local", "query_local_mask", "cands", "cand_local", "cand_local_mask",
@@ -49,9 +50,7 @@ class OnnxScorer:
         self.embedder_model_id = meta.get("embedder_model_id", "")
         self.cells, self.local_dim = meta["config"]["cells"], meta["config"]["local_dim"]
         self.chunk_size = chunk_size
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options = session_options(ort, threads)
         self.session = ort.InferenceSession(str(files.onnx), options,
                                             providers=["CPUExecutionProvider"])
         self._ms_per_chunk = 1.0

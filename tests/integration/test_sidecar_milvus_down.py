@@ -21,7 +21,8 @@ from mmsearch.plugin.index_spec import specs_for
 from mmsearch.plugin.schema import Layout
 from mmsearch.plugin.sources import open_source
 from mmsearch.plugin.worker import IngestOptions, IngestWorker
-from mmsearch.rerank.pipeline import Limits, SearchPipeline
+from mmsearch.rerank.pipeline import SearchPipeline
+from mmsearch.rerank.requests import Limits
 from mmsearch.rerank.server import Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc

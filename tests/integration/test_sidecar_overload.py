@@ -13,7 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mmsearch.app.commands.serve import retrying_channel
 from mmsearch.rerank.metrics import SidecarMetrics
-from mmsearch.rerank.pipeline import SearchParams, SearchPipeline, SearchQuery, SearchResult
+from mmsearch.rerank.pipeline import SearchPipeline
+from mmsearch.rerank.requests import SearchParams, SearchQuery, SearchResult
 from mmsearch.rerank.server import Sidecar, build_server
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc

@@ -137,3 +137,35 @@ def test_extreme_raw_vectors_are_normalised_not_zeroed(stack: dict, magnitude: f
     assert all(np.isfinite(r.score) and np.isfinite(r.stages.refine) for r in reply.results)
     assert by_index[0].stages.refine == pytest.approx(by_index[1].stages.refine, abs=1e-6)
     assert by_index[0].score == pytest.approx(by_index[1].score, abs=1e-5)
+
+
+def test_refine_in_milvus_and_in_the_sidecar_return_the_same_hits(stack: dict) -> None:
+    """Milvus-side refine (a search restricted to the candidates' ids: only scores travel)
+    and the fetch path agree on every query kind, filters and the rerank head included."""
+    from mmsearch.rerank.requests import SearchParams, SearchQuery
+    from support.sidecar_stack import replace_scorer
+
+    paths = {where: replace_scorer(stack["pipeline"], stack["scorer"], where)
+             for where in ("milvus", "sidecar")}
+    assert paths["milvus"]._refines_in_milvus(paths["milvus"]._layout("items"), None)
+    assert not paths["sidecar"]._refines_in_milvus(paths["sidecar"]._layout("items"), None)
+    cases = [(SearchQuery(text="green cat"), {}), (SearchQuery(id="item-3"), {}),
+             (SearchQuery(text="red face"), {"filter": 'category == "a"'}),
+             (SearchQuery(text="blue dog"), {"rerank": False}),
+             (SearchQuery(text="blue dog"), {"refine": False})]
+    for query, options in cases:
+        params = SearchParams(base="items", top_k=20, candidates=30, **options)
+        got = {where: p.search(query, params) for where, p in paths.items()}
+        ids = {where: [h.id for h in r.hits] for where, r in got.items()}
+        assert ids["milvus"] == ids["sidecar"], (query, options)
+        for a, b in zip(got["milvus"].hits, got["sidecar"].hits, strict=True):
+            assert (a.refine is None) == (b.refine is None)
+            if a.refine is not None:
+                assert abs(a.refine - b.refine) < 1e-3  # fp16-level agreement
+            assert a.score == pytest.approx(b.score, abs=1e-3)
+
+
+def test_auto_refine_stays_in_the_sidecar_on_milvus_lite(stack: dict) -> None:
+    pipeline = stack["pipeline"]
+    assert pipeline.refine_in == "auto"
+    assert not pipeline._refines_in_milvus(pipeline._layout("items"), None)

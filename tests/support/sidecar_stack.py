@@ -18,7 +18,8 @@ from mmsearch.plugin.index_spec import specs_for
 from mmsearch.plugin.schema import Layout
 from mmsearch.plugin.sources import open_source
 from mmsearch.plugin.worker import IngestOptions, IngestWorker
-from mmsearch.rerank.pipeline import Limits, SearchPipeline
+from mmsearch.rerank.pipeline import SearchPipeline
+from mmsearch.rerank.requests import Limits
 from mmsearch.rerank.scorer import OnnxScorer
 from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
 from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig
@@ -66,7 +67,8 @@ def stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         servers[name] = (server, port, health)
     channel = grpc.insecure_channel(f"127.0.0.1:{servers['open'][1]}")
     yield {"channel": channel, "root": root, "manifest": manifest, "servers": servers,
-           "search": search_pb2_grpc.SearchServiceStub(channel), "pipeline": pipeline}
+           "search": search_pb2_grpc.SearchServiceStub(channel), "pipeline": pipeline,
+           "scorer": scorer}
     channel.close()
     for server, _, health in servers.values():
         health.stop()
@@ -94,9 +96,11 @@ class NeverInTime:
         return self.inner.rerank(*args)
 
 
-def replace_scorer(pipeline: SearchPipeline, scorer: object) -> SearchPipeline:
+def replace_scorer(pipeline: SearchPipeline, scorer: object,
+                   refine_in: str = "auto") -> SearchPipeline:
     return SearchPipeline(pipeline.encoder, pipeline.milvus, pipeline.widths, pipeline.specs,
-                          Limits(20, 50, 30, rerank_depth=16), pipeline.coarse_width, scorer)
+                          Limits(20, 50, 30, rerank_depth=16), pipeline.coarse_width, scorer,
+                          refine_in)
 
 
 def image_of(stack: dict, index: int) -> bytes:
