@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.13.0
 
 .PHONY: proto demo test test-milvus-2.3 load-test venv-train data export bench clean-venv \
-  bench-funnel-milvus bench-decode-memory
+  bench-funnel-milvus bench-decode-memory bench-refine-milvus
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -105,3 +105,14 @@ bench-funnel-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 # Peak RSS of a real sidecar under 32 concurrent 39 MP PNG queries, decode budget off vs on
 bench-decode-memory: $(VENV)/.train
 	$(PY) -m benchmarks.decode_memory
+
+# Refine paths (fetch vectors vs Milvus-side scoring) through a real Milvus 2.3.5 server
+# (not in `make test`). The server binds every interface, so both run inside `unshare -n`.
+bench-refine-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
+	rm -rf .cache/milvus23-refine .cache/milvus23-refine.log
+	unshare -n sh -c 'ip link set lo up && \
+	  $(MILVUS23_VENV)/bin/python tests/integration/milvus_server_start.py \
+	     .cache/milvus23-refine 19530 > .cache/milvus23-refine.log 2>&1 & server=$$!; \
+	  until grep -q READY .cache/milvus23-refine.log; do sleep 1; done && \
+	  $(PY) -m benchmarks.refine_paths --uri http://127.0.0.1:19530; \
+	  status=$$?; kill $$server; wait $$server; exit $$status'
