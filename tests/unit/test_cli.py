@@ -25,6 +25,16 @@ def test_help(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: mmsearch " + " ".join(words) in capsys.readouterr().out
 
 
+def test_help_defaults_come_from_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    from mmsearch.app.config import MilvusConfig, ModelsConfig
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ingest", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {ModelsConfig.model})" in text and "baseline)" not in text
+    assert f"(default {MilvusConfig.uri}," in text
+
+
 def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
