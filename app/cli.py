@@ -107,6 +107,18 @@ def _plugin_parsers(sub: Any) -> None:
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
     ingest.set_defaults(func=ingest_commands.cmd_ingest)
 
+    delete = sub.add_parser("delete", help="remove items from every width of a base "
+                            "(checkpointed like ingest; an id not stored is counted)",
+                            description="Exit codes: 0 done, 1 bad input/config/model, "
+                            "2 usage, 3 Milvus unavailable after retries (re-run to resume).")
+    _common(delete, milvus=True)
+    delete.add_argument("--ids", required=True, help="file of ids, one per line, or - for stdin")
+    delete.add_argument("--base", help="base name (default: config)")
+    delete.add_argument("--state-dir", help="checkpoints and dead-letter files")
+    delete.add_argument("--batch-size", type=int, help="ids per batch")
+    delete.add_argument("--no-progress", action="store_true", help="no progress bar")
+    delete.set_defaults(func=ingest_commands.cmd_delete)
+
     collections = sub.add_parser("collections", help="create / describe / drop the width "
                                  "collections of a base")
     collections.add_argument("action", choices=("create", "describe", "drop"))

@@ -30,7 +30,7 @@ class Checkpoint:
     finished: bool = False
     deadletter_bytes: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {
-        "ingested": 0, "unchanged": 0, "rejected": 0})
+        "ingested": 0, "unchanged": 0, "rejected": 0, "deleted": 0, "not_stored": 0})
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -32,6 +32,12 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    line: int
+    id: str
+
+
+@dataclass(frozen=True)
 class Rejection:
     line: int
     id: str | None
@@ -61,7 +67,7 @@ class RecordValidator:
     def remember(self, record_id: str, line: int) -> None:
         self.seen.setdefault(record_id, line)
 
-    def validate(self, raw: RawRecord) -> Candidate | Rejection:
+    def validate(self, raw: RawRecord) -> Candidate | Deletion | Rejection:
         if raw.data is None:
             return Rejection(raw.line, raw.error_id, raw.error_field, raw.error or "unreadable")
         try:
@@ -73,6 +79,8 @@ class RecordValidator:
             return Rejection(raw.line, record.id, "id",
                              f"duplicate id in this manifest (first on line {first})")
         self.seen[record.id] = raw.line
+        if record.op == "delete":
+            return Deletion(raw.line, record.id)
         return self._candidate(raw.line, record)
 
     def _candidate(self, line: int, record: ItemRecord) -> Candidate | Rejection:

@@ -35,7 +35,7 @@ from mmsearch.plugin.metrics import WorkerMetrics
 from mmsearch.plugin.schema import ZERO_VALUES, Layout, attr_type_of, server_supports_nullable
 from mmsearch.plugin.sources import RawRecord, Source
 from mmsearch.plugin.state import Checkpoint, StateStore
-from mmsearch.plugin.validate import Candidate, RecordValidator, Rejection, check_attrs
+from mmsearch.plugin.validate import Candidate, Deletion, RecordValidator, Rejection, check_attrs
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class PreparedBatch:
     items: list[Candidate]
     embeddings: Embeddings | None
     unchanged: int
+    deletions: list[str] = field(default_factory=list)  # stored ids to delete
+    not_stored: int = 0  # deletes of ids that are not stored: counted, not an error
 
 
 @dataclass
@@ -97,11 +99,15 @@ class IngestSummary:
     already_finished: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
     deadletter: str | None = None  # the dead-letter file, when anything was rejected
+    deleted: int = 0
+    not_stored: int = 0
 
     def line(self) -> str:
         if self.already_finished:
             return "already finished: nothing to do (the manifest has not changed)"
         line = f"ingested {self.ingested}, unchanged {self.unchanged}, rejected {self.rejected}"
+        if self.deleted or self.not_stored:
+            line += f", deleted {self.deleted} ({self.not_stored} not stored)"
         return line + (f" (why: {self.deadletter})" if self.rejected and self.deadletter
                        else "")
 
@@ -214,7 +220,9 @@ class IngestWorker:
         counts = checkpoint.counts
         return IngestSummary(counts["ingested"], counts["unchanged"], counts["rejected"],
                              stage_seconds={k: round(v, 3) for k, v in self.stages.items()},
-                             deadletter=str(store.deadletter_path))
+                             deadletter=str(store.deadletter_path),
+                             deleted=counts.get("deleted", 0),
+                             not_stored=counts.get("not_stored", 0))
 
     def _checkpoint_for_this_store(self, store: StateStore, source: Source
                                    ) -> Checkpoint | None:
@@ -274,6 +282,10 @@ class IngestWorker:
     def _commit(self, batch: PreparedBatch, last_line: int, source: Source, store: StateStore,
                 checkpoint: Checkpoint, started: float) -> None:
         ingested = self._write(batch.items, batch.embeddings) if batch.embeddings else 0
+        self._delete(batch.deletions)
+        checkpoint.counts["deleted"] = checkpoint.counts.get("deleted", 0) + len(batch.deletions)
+        checkpoint.counts["not_stored"] = checkpoint.counts.get("not_stored", 0) + \
+            batch.not_stored
         for rejection in batch.rejections:
             store.reject(rejection, str(source.path))
             if self.metrics:
@@ -293,10 +305,19 @@ class IngestWorker:
         """Validate, look up stored hashes, encode what is new or changed (no writes)."""
         rejections: list[Rejection] = []
         candidates: list[Candidate] = []
+        deletions: list[Deletion] = []
         with self._stage("read+validate"):
             for record in records:
                 result = validator.validate(record)
-                (rejections if isinstance(result, Rejection) else candidates).append(result)
+                if isinstance(result, Rejection):
+                    rejections.append(result)
+                elif isinstance(result, Deletion):
+                    deletions.append(result)
+                else:
+                    candidates.append(result)
+        stored = self._stored([d.id for d in deletions])
+        deleting = {"deletions": [d.id for d in deletions if d.id in stored],
+                    "not_stored": sum(d.id not in stored for d in deletions)}
         if candidates and self.attrs is None:
             self._ensure(infer_attrs(candidates))
         if self.attrs is not None:
@@ -307,7 +328,7 @@ class IngestWorker:
             changed, unchanged = self._split_unchanged(candidates)
         if not changed:
             return PreparedBatch(len(records), sorted(rejections, key=lambda r: r.line), [],
-                                 None, unchanged)
+                                 None, unchanged, **deleting)
         with self._stage("encode"):
             embeddings = self.encoder.encode_items([c.image for c in changed],
                                                    [c.text for c in changed],
@@ -317,7 +338,28 @@ class IngestWorker:
         if self.metrics:
             self.metrics.encoded.inc(len(embeddings.indices))
         return PreparedBatch(len(records), sorted(rejections, key=lambda r: r.line),
-                             [changed[i] for i in embeddings.indices], embeddings, unchanged)
+                             [changed[i] for i in embeddings.indices], embeddings, unchanged,
+                             **deleting)
+
+    def _stored(self, ids: list[str]) -> set[str]:
+        """Which of these ids the base holds (the full width is written last)."""
+        alias = self.options.layout.alias(self.options.layout.full_width)
+        if not ids or self.collections.get(alias) is None:  # no base yet: nothing stored
+            return set()
+        rows = self.milvus.call("query ids", lambda c: c.query(
+            alias, filter=ids_expression(ids), output_fields=["id"],
+            timeout=self.milvus.timeout))
+        return {row["id"] for row in rows}
+
+    def _delete(self, ids: list[str]) -> None:
+        """From every width, the full width last (its row is what 'stored' means), so a
+        crash midway leaves the id stored and the replayed batch deletes it again."""
+        layout = self.options.layout
+        for width in layout.widths if ids else ():
+            alias = layout.alias(width)
+            with self._stage(f"delete d{width}"):
+                self.milvus.call(f"delete {alias}", lambda c, a=alias: c.delete(
+                    a, filter=ids_expression(ids), timeout=self.milvus.timeout))
 
     def _split_unchanged(self, candidates: list[Candidate]) -> tuple[list[Candidate], int]:
         if not candidates:

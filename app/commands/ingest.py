@@ -7,6 +7,7 @@ the same command to resume from the checkpoint).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
 from mmsearch.app.wiring import layout_of, load_configured_encoder, milvus_target
-from mmsearch.encoders.errors import MmsearchError, check_at_least
+from mmsearch.encoders.errors import MmsearchError, UsageError, check_at_least
 from mmsearch.plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
 from mmsearch.plugin.connection import Retrying, milvus_lite_executable
 from mmsearch.plugin.metrics import WorkerMetrics, serve_metrics
@@ -38,17 +39,41 @@ def _ingest_one(worker: IngestWorker, path: Path) -> None:
         log.info("seconds per stage: %s", summary.stage_seconds)
 
 
-def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+def _options(args: argparse.Namespace, config: Config, shard: str = "0/1") -> IngestOptions:
     if args.batch_size is not None:
         check_at_least({"--batch-size": (args.batch_size, 1)})
-    layout = layout_of(config, args.base)
-    declared = config.attrs
-    options = IngestOptions(
-        layout=layout, specs=config.index,
+    return IngestOptions(
+        layout=layout_of(config, args.base), specs=config.index,
         state_dir=Path(args.state_dir or config.state_dir),
         batch_size=args.batch_size or config.models.batch_size,
-        shard=Shard.parse(args.shard), declared_attrs=declared,
+        shard=Shard.parse(shard), declared_attrs=config.attrs,
         progress=not args.no_progress and sys.stderr.isatty())
+
+
+def cmd_delete(args: argparse.Namespace, config: Config) -> int:
+    """The ids become a manifest of deletes in the state folder (named by its content), so
+    a delete is checkpointed and resumed like an ingest."""
+    source = sys.stdin if args.ids == "-" else None
+    try:
+        text = source.read() if source else Path(args.ids).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("--ids", f"cannot read {args.ids}: {exc}") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    options = _options(args, config)
+    lines = "".join(json.dumps({"id": i, "op": "delete"}, ensure_ascii=False) + "\n"
+                    for i in ids)
+    digest = hashlib.sha256(lines.encode()).hexdigest()[:16]
+    manifest = options.state_dir / "deletes" / f"delete-{digest}.jsonl"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(lines, encoding="utf-8")
+    worker = IngestWorker(load_configured_encoder(config), Retrying(milvus_target(config)),
+                          options)
+    _ingest_one(worker, manifest)
+    return Exit.OK
+
+
+def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    options = _options(args, config, args.shard)
     metrics = None
     if args.metrics_port:
         metrics = WorkerMetrics.create()

@@ -17,6 +17,7 @@ from typing import Any
 # ids: the VARCHAR primary key of every width collection, and a literal inside Milvus
 # filter expressions, where a control character (a newline) cannot appear on Milvus Lite
 ID_MAX_BYTES = 512
+OPS = ("upsert", "delete")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -49,6 +50,7 @@ class ItemRecord:
     label: str | None
     split: str | None
     attrs: dict[str, Any] = field(default_factory=dict)
+    op: str = "upsert"  # or "delete": remove the item from every width
 
 
 class RecordError(ValueError):
@@ -68,6 +70,11 @@ def parse_item(data: Any) -> ItemRecord:
         shown = data["id"][:80] if isinstance(data.get("id"), str) else None
         raise RecordError("id", problem, shown)
     item_id = data["id"]
+    op = data.get("op", "upsert")
+    if op not in OPS:
+        raise RecordError("op", f"must be one of {', '.join(OPS)}, got {op!r}", item_id)
+    if op == "delete":  # the id is all a delete needs
+        return ItemRecord(item_id, None, None, None, None, {}, op="delete")
     for name in ("text", "label", "split"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise RecordError(name, "must be a string or null", item_id)
@@ -84,7 +91,10 @@ def parse_item(data: Any) -> ItemRecord:
 
 
 def manifest_line(record: ItemRecord) -> str:
-    return json.dumps(asdict(record), ensure_ascii=False) + "\n"
+    fields = asdict(record)
+    if record.op == "upsert":  # the default: manifests stay in the documented shape
+        del fields["op"]
+    return json.dumps(fields, ensure_ascii=False) + "\n"
 
 
 def write_manifest(path: Path, records: Iterable[ItemRecord]) -> int:

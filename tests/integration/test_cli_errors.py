@@ -85,3 +85,19 @@ def test_describing_a_base_that_does_not_exist_fails(tmp_path: Path) -> None:
     done = run("collections", "describe", "--base", "nosuch", "--uri", str(tmp_path / "m.db"),
                cwd=tmp_path)
     assert_one_line(done, 1, "base 'nosuch' has no collections")
+
+
+def test_delete_command_reads_ids_from_stdin(models_dir: Path, data: Path,
+                                             tmp_path: Path) -> None:
+    common = ["--uri", str(tmp_path / "m.db"), "--models-dir", str(models_dir), "--model",
+              "tiny", "--state-dir", str(tmp_path / "state"), "--no-progress"]
+    run("ingest", "--manifest", str(data), *common, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "delete", "--ids", "-",
+                           *common], input="item-1\nitem-3\nghost\n", cwd=tmp_path,
+                          capture_output=True, text=True, env=env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "deleted 2 (1 not stored)" in done.stdout
+    again = subprocess.run([sys.executable, "-m", "mmsearch.app.cli", "delete", "--ids", "-",
+                            *common], input="item-1\nitem-3\nghost\n", cwd=tmp_path,
+                           capture_output=True, text=True, env=env(), timeout=300)
+    assert "already finished" in again.stdout  # the same deletes: checkpointed

@@ -378,3 +378,22 @@ def test_image_folder_rejects_non_utf8_captions_and_counts_orphans(encoder,  # n
     assert ids_in(milvus, "folder_d8") == ["item-0.png", "item-2.png", "item-3.png"]
     assert source.notes() == ["1 caption file(s) with no image beside them were not read "
                               "(first: lonely.txt)"]
+
+
+def test_deletes_remove_items_from_every_width(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    manifest = write_items(tmp_path / "data", 10)
+    worker, milvus = make_worker(encoder, tmp_path)
+    worker.run(open_source(manifest))
+    deletes = tmp_path / "data" / "deletes.jsonl"
+    deletes.write_text("".join(json.dumps({"id": i, "op": "delete"}) + "\n"
+                               for i in ("item-2", "item-7", "never-stored")))
+    summary = worker.run(open_source(deletes))
+    assert (summary.deleted, summary.not_stored, summary.rejected) == (2, 1, 0)
+    assert "deleted 2 (1 not stored)" in summary.line()
+    expected = sorted(f"item-{i}" for i in range(10) if i not in (2, 7))
+    for width in WIDTHS:
+        assert ids_in(milvus, f"items_d{width}") == expected
+    bad = tmp_path / "data" / "bad-op.jsonl"
+    bad.write_text(json.dumps({"id": "item-1", "op": "remove"}) + "\n")
+    assert worker.run(open_source(bad)).rejected == 1  # an unknown op is a dead letter
+    assert "item-1" in ids_in(milvus, "items_d8")
