@@ -180,6 +180,7 @@ def test_rebuild_under_searches_and_writes_then_rollback(lite: dict) -> None:
     short: list[int] = []
     searches = [0]
     written: list[str] = []
+    deleted: list[str] = []
     templates = {w: client.query(f"items_d{w}", filter='id == "item-0"',
                                  output_fields=["*"])[0] for w in WIDTHS}
 
@@ -187,7 +188,7 @@ def test_rebuild_under_searches_and_writes_then_rollback(lite: dict) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = search_pb2_grpc.SearchServiceStub(channel)
             while not stop.is_set():
-                qid = f"item-{searches[0] % ITEMS}"
+                qid = f"item-{searches[0] % 200}"  # items 200.. may be deleted below
                 try:
                     reply = stub.Search(pb.SearchRequest(base="items", top_k=10,
                                                          query=pb.Query(id=qid)), timeout=30)
@@ -212,6 +213,11 @@ def test_rebuild_under_searches_and_writes_then_rollback(lite: dict) -> None:
                     {**templates[width], "id": i, "vector": v.tolist(),
                      "content_hash": f"{n:064d}"} for i, v in zip(ids, prefix, strict=True)])
             written.extend(ids)
+            if len(deleted) < ITEMS - 200:  # and a delete, as the worker does it
+                gone = f"item-{ITEMS - 1 - len(deleted)}"
+                for width in WIDTHS:
+                    writer.delete(f"items_d{width}", filter=f'id == "{gone}"')
+                deleted.append(gone)
             n += 5
             time.sleep(0.02)
 
@@ -234,7 +240,8 @@ def test_rebuild_under_searches_and_writes_then_rollback(lite: dict) -> None:
     assert len(written) > 0
     stored = {row["id"] for rows in iterate_rows(client, "items_d16", ["id"]) for row in rows}
     assert set(written) <= stored  # no write made during the rebuild was lost
-    assert len(stored) == ITEMS + len(written)
+    assert deleted and not set(deleted) & stored  # nor a delete
+    assert len(stored) == ITEMS + len(written) - len(deleted)
     description = client.describe_index("items_d16", index_name="vector")
     assert description["index_type"] == "IVF_FLAT"
 
