@@ -114,5 +114,5 @@ bench-refine-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 	  $(MILVUS23_VENV)/bin/python tests/integration/milvus_server_start.py \
 	     .cache/milvus23-refine 19530 > .cache/milvus23-refine.log 2>&1 & server=$$!; \
 	  until grep -q READY .cache/milvus23-refine.log; do sleep 1; done && \
-	  $(PY) -m benchmarks.refine_paths --uri http://127.0.0.1:19530; \
+	  $(PY) -m benchmarks.refine_paths --uri http://127.0.0.1:19530 $(REFINE_ARGS); \
 	  status=$$?; kill $$server; wait $$server; exit $$status'

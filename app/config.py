@@ -90,9 +90,9 @@ class ServerConfig:
     chunk_size: int = 32
     # width of the ANN stage; null = the second-narrowest configured width (64 by default)
     coarse_width: int | None = None
-    # where refine scores candidates: milvus (only scores travel), sidecar (fetch the
-    # vectors), auto = milvus except on Milvus Lite (benchmarks/results/refine_paths.md)
-    refine_in: str = "auto"
+    # where refine scores candidates: sidecar (fetch the vectors; measured faster on Lite
+    # and on Milvus 2.3.5) or milvus (only scores travel; benchmarks/results/refine_paths_*)
+    refine_in: str = "sidecar"
     token_file: str | None = None  # bearer token clients must send (authorization metadata)
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -49,14 +49,16 @@ from mmsearch.rerank.requests import (
 from mmsearch.rerank.timing import StageTimer
 
 MAX_FILTER_CHARS = 4096
-REFINE_IN = ("auto", "milvus", "sidecar")  # where exact full-width scoring runs
+# where exact full-width scoring runs; sidecar measured faster on Milvus Lite and on the
+# Milvus 2.3.5 server (benchmarks/results/refine_paths_*.md)
+REFINE_IN = ("sidecar", "milvus")  # where exact full-width scoring runs
 T = TypeVar("T")
 
 
 class SearchPipeline:
     def __init__(self, encoder: Encoder, milvus: Retrying, widths: tuple[int, ...],
                  specs: Mapping[int, IndexSpec], limits: Limits, coarse_width: int,
-                 scorer: Scorer | None = None, refine_in: str = "auto") -> None:
+                 scorer: Scorer | None = None, refine_in: str = "sidecar") -> None:
         if coarse_width not in widths:
             raise ValueError(f"coarse width {coarse_width} is not one of {widths}")
         if refine_in not in REFINE_IN:
@@ -65,7 +67,6 @@ class SearchPipeline:
         self.specs, self.limits = specs, limits
         self.coarse_width, self.scorer, self.refine_in = coarse_width, scorer, refine_in
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
-        self._server_version: str | None = None
 
     # -- validation -----------------------------------------------------------------
     def _layout(self, base: str) -> Layout:
@@ -200,7 +201,7 @@ class SearchPipeline:
         ANN is dropped. Returns the hits and the rows it fetched (none when Milvus scored)."""
         ids = [h.id for h in hits]
         rows: dict[str, dict[str, Any]] = {}
-        if self._refines_in_milvus(layout, deadline):
+        if self._refines_in_milvus(layout):
             cosines = self._milvus_cosines(layout, ids, vector, deadline)
             # an index may not reach every id of a filtered search: a candidate it left
             # out is fetched, so only a deleted one is ever dropped
@@ -218,19 +219,11 @@ class SearchPipeline:
         kept.sort(key=lambda h: -h.score)
         return kept, rows
 
-    def _refines_in_milvus(self, layout: Layout, deadline: float | None) -> bool:
-        """Where exact scoring runs: `milvus` (a search restricted to the candidates' ids,
-        so only scores travel), `sidecar` (fetch the vectors), or `auto`: Milvus, except on
-        Milvus Lite, whose filtered search costs more than the fetch; never for an L2
-        index, whose distances are not cosines."""
-        if self.specs[layout.full_width].metric_type not in ("IP", "COSINE"):
-            return False
-        if self.refine_in != "auto":
-            return self.refine_in == "milvus"
-        if self._server_version is None:
-            self._server_version = str(self._milvus(
-                "server version", lambda c, t: c.get_server_version(timeout=t), deadline))
-        return not self._server_version.startswith("milvus_lite")
+    def _refines_in_milvus(self, layout: Layout) -> bool:
+        """`milvus`: a search restricted to the candidates' ids, so only scores travel;
+        `sidecar`: fetch the vectors. Never Milvus for an L2 index (not cosines)."""
+        return (self.refine_in == "milvus"
+                and self.specs[layout.full_width].metric_type in ("IP", "COSINE"))
 
     def _milvus_cosines(self, layout: Layout, ids: list[str], vector: np.ndarray,
                         deadline: float | None) -> dict[str, float]:

@@ -147,8 +147,8 @@ def test_refine_in_milvus_and_in_the_sidecar_return_the_same_hits(stack: dict) -
 
     paths = {where: replace_scorer(stack["pipeline"], stack["scorer"], where)
              for where in ("milvus", "sidecar")}
-    assert paths["milvus"]._refines_in_milvus(paths["milvus"]._layout("items"), None)
-    assert not paths["sidecar"]._refines_in_milvus(paths["sidecar"]._layout("items"), None)
+    assert paths["milvus"]._refines_in_milvus(paths["milvus"]._layout("items"))
+    assert not paths["sidecar"]._refines_in_milvus(paths["sidecar"]._layout("items"))
     cases = [(SearchQuery(text="green cat"), {}), (SearchQuery(id="item-3"), {}),
              (SearchQuery(text="red face"), {"filter": 'category == "a"'}),
              (SearchQuery(text="blue dog"), {"rerank": False}),
@@ -163,9 +163,3 @@ def test_refine_in_milvus_and_in_the_sidecar_return_the_same_hits(stack: dict) -
             if a.refine is not None:
                 assert abs(a.refine - b.refine) < 1e-3  # fp16-level agreement
             assert a.score == pytest.approx(b.score, abs=1e-3)
-
-
-def test_auto_refine_stays_in_the_sidecar_on_milvus_lite(stack: dict) -> None:
-    pipeline = stack["pipeline"]
-    assert pipeline.refine_in == "auto"
-    assert not pipeline._refines_in_milvus(pipeline._layout("items"), None)

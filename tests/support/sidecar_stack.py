@@ -97,7 +97,7 @@ class NeverInTime:
 
 
 def replace_scorer(pipeline: SearchPipeline, scorer: object,
-                   refine_in: str = "auto") -> SearchPipeline:
+                   refine_in: str = "sidecar") -> SearchPipeline:
     return SearchPipeline(pipeline.encoder, pipeline.milvus, pipeline.widths, pipeline.specs,
                           Limits(20, 50, 30, rerank_depth=16), pipeline.coarse_width, scorer,
                           refine_in)

@@ -12,7 +12,8 @@ from mmsearch.app.cli import build_parser, main
 
 SUBCOMMANDS = [["data"], ["train", "baseline"], ["train", "encoder"], ["train", "colour"],
                ["train", "reranker"],
-               ["export"], ["ingest"], ["delete"], ["collections"], ["lite-server"], ["serve"], ["search"],
+               ["export"], ["ingest"], ["delete"], ["collections"], ["lite-server"], ["serve"],
+               ["search"],
                ["index"], *(["index", a] for a in ("show", "bench", "recommend", "rebuild",
                                                     "rollback", "funnel")), ["bench"]]
 
