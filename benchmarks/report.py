@@ -20,7 +20,7 @@ from benchmarks._report import RESULTS, markdown_table
 REPORT = Path(__file__).resolve().parent / "report"
 RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
        "sidecar_latency", "funnel")
-READ_ONLY = ("funnel_milvus", "decode_memory")
+READ_ONLY = ("funnel_milvus", "decode_memory", "refine_paths_lite", "refine_paths_server")
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -188,6 +188,19 @@ def decode_section(data: dict[str, Any]) -> str:
             + markdown_table(("decode budget", "idle RSS MB", "peak RSS MB"), rows) + "\n")
 
 
+def refine_section(lite: dict[str, Any] | None, server: dict[str, Any] | None) -> str:
+    rows = [(data["server"], where, round(r["p50_ms"], 1), round(r["p99_ms"], 1),
+             round(r["cpu_ms_per_request"], 1))
+            for data in (lite, server) if data for where, r in data["runs"].items()]
+    if not rows:
+        return ""
+    return ("## Where refine runs\n\nOne request at a time: ANN d64 for 200 candidates, then "
+            "refine (sidecar: fetch the vectors; milvus: a search restricted to the ids) and "
+            "the rerank head's fetch (`make bench-refine-milvus` for the server):\n\n"
+            + markdown_table(("server", "refine in", "p50 ms", "p99 ms",
+                              "sidecar CPU ms/request"), rows) + "\n")
+
+
 def plots(quality: dict | None, faiss: dict | None, milvus: dict | None,
           latency: dict | None) -> None:
     import matplotlib
@@ -262,6 +275,7 @@ def main() -> None:
         latency_section(data["sidecar_latency"]) if data["sidecar_latency"] else "",
         funnel_section(data["funnel"], data["funnel_milvus"]),
         decode_section(data["decode_memory"]) if data["decode_memory"] else "",
+        refine_section(data["refine_paths_lite"], data["refine_paths_server"]),
     ]
     missing = [name for name, value in data.items() if value is None]
     page = ("# mmsearch benchmark report\n\nOne page over `benchmarks/results/` (each section "
