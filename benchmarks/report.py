@@ -189,8 +189,8 @@ def decode_section(data: dict[str, Any]) -> str:
 
 
 def refine_section(lite: dict[str, Any] | None, server: dict[str, Any] | None) -> str:
-    rows = [(data["server"], where, round(r["p50_ms"], 1), round(r["p99_ms"], 1),
-             round(r["cpu_ms_per_request"], 1))
+    rows = [(data["server"], where, f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}",
+             f"{r['cpu_ms_per_request']:.0f}")
             for data in (lite, server) if data for where, r in data["runs"].items()]
     if not rows:
         return ""
@@ -198,7 +198,9 @@ def refine_section(lite: dict[str, Any] | None, server: dict[str, Any] | None) -
             "refine (sidecar: fetch the vectors; milvus: a search restricted to the ids) and "
             "the rerank head's fetch (`make bench-refine-milvus` for the server):\n\n"
             + markdown_table(("server", "refine in", "p50 ms", "p99 ms",
-                              "sidecar CPU ms/request"), rows) + "\n")
+                              "sidecar CPU ms/request"), rows)
+            + "\n\nOn Milvus Lite the CPU column includes Lite itself, which runs in the "
+            "benchmark's process.\n")
 
 
 def plots(quality: dict | None, faiss: dict | None, milvus: dict | None,
