@@ -90,29 +90,28 @@ bench: data export
 clean-venv:
 	rm -rf $(VENV)
 
+# $(1) against a fresh Milvus 2.3.5 server keeping its data in $(2). The server binds every
+# interface, so both run inside a private network namespace (`unshare -n`, needs root).
+define with_milvus23
+	rm -rf $(2) $(2).log
+	unshare -n sh -c 'ip link set lo up && \
+	  $(MILVUS23_VENV)/bin/python tests/integration/milvus_server_start.py $(2) 19530 \
+	     > $(2).log 2>&1 & server=$$!; \
+	  until grep -q READY $(2).log; do sleep 1; done && \
+	  $(1); status=$$?; kill $$server; wait $$server; exit $$status'
+endef
+
 # Funnel vs direct through a real Milvus 2.3.5 server at 1M vectors (not in `make test`;
-# about 20 min). The server binds every interface, so both run inside `unshare -n`.
+# about 20 min).
 FUNNEL_ITEMS ?= 1000000
 bench-funnel-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
-	rm -rf .cache/milvus23-bench .cache/milvus23-bench.log
-	unshare -n sh -c 'ip link set lo up && \
-	  $(MILVUS23_VENV)/bin/python tests/integration/milvus_server_start.py \
-	     .cache/milvus23-bench 19530 > .cache/milvus23-bench.log 2>&1 & server=$$!; \
-	  until grep -q READY .cache/milvus23-bench.log; do sleep 1; done && \
-	  $(PY) -m benchmarks.funnel_milvus --uri http://127.0.0.1:19530 --items $(FUNNEL_ITEMS); \
-	  status=$$?; kill $$server; wait $$server; exit $$status'
+	$(call with_milvus23,$(PY) -m benchmarks.funnel_milvus --uri http://127.0.0.1:19530 --items $(FUNNEL_ITEMS),.cache/milvus23-bench)
 
 # Peak RSS of a real sidecar under 32 concurrent 39 MP PNG queries, decode budget off vs on
 bench-decode-memory: $(VENV)/.train
 	$(PY) -m benchmarks.decode_memory
 
 # Refine paths (fetch vectors vs Milvus-side scoring) through a real Milvus 2.3.5 server
-# (not in `make test`). The server binds every interface, so both run inside `unshare -n`.
+# (not in `make test`).
 bench-refine-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
-	rm -rf .cache/milvus23-refine .cache/milvus23-refine.log
-	unshare -n sh -c 'ip link set lo up && \
-	  $(MILVUS23_VENV)/bin/python tests/integration/milvus_server_start.py \
-	     .cache/milvus23-refine 19530 > .cache/milvus23-refine.log 2>&1 & server=$$!; \
-	  until grep -q READY .cache/milvus23-refine.log; do sleep 1; done && \
-	  $(PY) -m benchmarks.refine_paths --uri http://127.0.0.1:19530 $(REFINE_ARGS); \
-	  status=$$?; kill $$server; wait $$server; exit $$status'
+	$(call with_milvus23,$(PY) -m benchmarks.refine_paths --uri http://127.0.0.1:19530 $(REFINE_ARGS),.cache/milvus23-refine)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -179,27 +181,38 @@ def test_parquet_and_image_folder_sources(encoder, tmp_path: Path) -> None:  # n
     assert ids_in(milvus, "folder_d8") == [f"item-{i}.png" for i in range(5)]
 
 
-def test_watch_processes_each_new_manifest_once(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+@contextmanager
+def watching(worker: IngestWorker, inbox: Path) -> Iterator[None]:
+    """A --watch worker on `inbox` in a thread for the duration of the block."""
     import threading
 
     from mmsearch.app.commands.ingest import watch
 
-    inbox = tmp_path / "inbox"
-    write_items(inbox, 4, prefix="first").rename(inbox / "a.jsonl")
-    worker, milvus = make_worker(encoder, tmp_path)
     stop = threading.Event()
     thread = threading.Thread(target=watch, args=(worker, inbox, 0.2, stop), daemon=True)
     thread.start()
     try:
-        deadline = time.time() + 60
-        while count_or_zero(milvus, "items_d8") < 4 and time.time() < deadline:
-            time.sleep(0.2)
-        write_items(inbox, 3, seed=5, prefix="second").rename(inbox / "b.jsonl")
-        while count_or_zero(milvus, "items_d8") < 7 and time.time() < deadline:
-            time.sleep(0.2)
+        yield
     finally:
         stop.set()
         thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def wait_for_count(milvus: Retrying, alias: str, count_: int, deadline: float) -> None:
+    while count_or_zero(milvus, alias) < count_ and time.time() < deadline:
+        time.sleep(0.2)
+
+
+def test_watch_processes_each_new_manifest_once(encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    inbox = tmp_path / "inbox"
+    write_items(inbox, 4, prefix="first").rename(inbox / "a.jsonl")
+    worker, milvus = make_worker(encoder, tmp_path)
+    deadline = time.time() + 60
+    with watching(worker, inbox):
+        wait_for_count(milvus, "items_d8", 4, deadline)
+        write_items(inbox, 3, seed=5, prefix="second").rename(inbox / "b.jsonl")
+        wait_for_count(milvus, "items_d8", 7, deadline)
     assert ids_in(milvus, "items_d8") == sorted(
         [f"first-{i}" for i in range(4)] + [f"second-{i}" for i in range(3)])
     checkpoints = sorted((tmp_path / "state" / "checkpoints").glob("*.json"))
@@ -316,10 +329,6 @@ POISON = [  # every bad-record kind, each one line; the first batch holds the at
 
 
 def test_poisoned_manifest_never_stops_a_watch_worker(encoder, tmp_path: Path) -> None:  # noqa: ANN001
-    import threading
-
-    from mmsearch.app.commands.ingest import watch
-
     inbox = tmp_path / "inbox"
     good = [json.loads(line) for line in
             write_items(tmp_path / "src", 10, prefix="good").read_text().splitlines()]
@@ -330,23 +339,14 @@ def test_poisoned_manifest_never_stops_a_watch_worker(encoder, tmp_path: Path) -
     (tmp_path / "src" / "img").rename(inbox / "img")
     (inbox / "a.jsonl").write_text("\n".join(lines) + "\n")
     worker, milvus = make_worker(encoder, tmp_path)
-    stop = threading.Event()
-    thread = threading.Thread(target=watch, args=(worker, inbox, 0.2, stop), daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 90
-        while count_or_zero(milvus, "items_d8") < 10 and time.time() < deadline:
-            time.sleep(0.2)
+    deadline = time.time() + 90
+    with watching(worker, inbox):
+        wait_for_count(milvus, "items_d8", 10, deadline)
         write_items(inbox / "next", 3, seed=5, prefix="next")
         (inbox / "next" / "items.jsonl").rename(inbox / "b.jsonl")
         for image in (inbox / "next" / "img").iterdir():
             image.rename(inbox / "img" / image.name)
-        while count_or_zero(milvus, "items_d8") < 13 and time.time() < deadline:
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert thread.is_alive() is False
+        wait_for_count(milvus, "items_d8", 13, deadline)
     expected = sorted([f"good-{i}" for i in range(10)] + [f"next-{i}" for i in range(3)])
     for width in WIDTHS:
         assert ids_in(milvus, f"items_d{width}") == expected
