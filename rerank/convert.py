@@ -15,6 +15,7 @@ from mmsearch.v1 import search_pb2 as pb
 NO_GRPC_DEADLINE_S = 1e9
 DEGRADED = {"rerank_deadline": pb.DEGRADED_REASON_RERANK_DEADLINE}
 DEGRADED_NAMES = {code: name for name, code in DEGRADED.items()}
+TIMED_STAGES = ("encode", "ann", "refine", "fetch", "rerank", "total")
 
 
 def query_from_pb(query: pb.Query) -> SearchQuery:
@@ -51,6 +52,9 @@ def params_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None,
         refine=options.refine if options.HasField("refine") else True,
         rerank=options.rerank if options.HasField("rerank") else None,
         include_self=options.include_self,
+        output_fields=tuple(request.output_fields),
+        min_score=options.min_score if options.HasField("min_score") else None,
+        offset=options.offset if options.HasField("offset") else 0,
         deadline=deadline_from(request.deadline_ms if request.HasField("deadline_ms") else None,
                                grpc_remaining_s, default_deadline_ms),
     )
@@ -62,14 +66,33 @@ def hit_to_pb(hit: Hit) -> pb.Hit:
         stages.refine = hit.refine
     if hit.rerank is not None:
         stages.rerank = hit.rerank
-    return pb.Hit(id=hit.id, score=hit.score, stages=stages, label=hit.label or "")
+    return pb.Hit(id=hit.id, score=hit.score, stages=stages, label=hit.label or "",
+                  fields={name: value_to_pb(value) for name, value in hit.fields.items()})
+
+
+def value_to_pb(value: object) -> pb.Value:
+    """A stored scalar as a typed Value (bool before int: a bool is an int in Python)."""
+    if value is None:
+        return pb.Value(null_value=True)
+    if isinstance(value, bool):
+        return pb.Value(bool_value=value)
+    if isinstance(value, int):
+        return pb.Value(int_value=value)
+    if isinstance(value, float):
+        return pb.Value(double_value=value)
+    return pb.Value(string_value=str(value))
 
 
 def metadata_to_pb(result: SearchResult, model_id: str) -> pb.ResponseMetadata:
     return pb.ResponseMetadata(
         timings_ms=result.timings_ms, degraded=bool(result.degraded_reasons),
         degraded_reasons=[DEGRADED[r] for r in result.degraded_reasons], model_id=model_id,
-        candidates=result.candidates, notes=result.notes)
+        candidates=result.candidates, notes=result.notes,
+        min_score_applied=result.min_score_applied, timings=timings_to_pb(result.timings_ms))
+
+
+def timings_to_pb(timings: dict[str, float]) -> pb.Timings:
+    return pb.Timings(**{stage: timings.get(stage, 0.0) for stage in TIMED_STAGES})
 
 
 def search_response(result: SearchResult, model_id: str) -> pb.SearchResponse:
@@ -97,7 +120,8 @@ def rerank_response(result: RerankResult, model_id: str) -> pb.RerankResponse:
                                     stages=pb.StageScores(refine=r.refine, rerank=r.score))
                for r in result.results]
     metadata = pb.ResponseMetadata(timings_ms=result.timings_ms, model_id=model_id,
-                                   candidates=result.candidates, notes=result.notes)
+                                   candidates=result.candidates, notes=result.notes,
+                                   timings=timings_to_pb(result.timings_ms))
     return pb.RerankResponse(results=results, metadata=metadata)
 
 

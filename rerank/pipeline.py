@@ -22,7 +22,12 @@ from mmsearch.plugin.connection import Retrying, is_expression_error
 from mmsearch.plugin.expressions import id_problem, ids_expression
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
 from mmsearch.plugin.local_features import decode_local
-from mmsearch.plugin.schema import MODEL_ID_PROPERTY, Layout
+from mmsearch.plugin.schema import (
+    MODEL_ID_PROPERTY,
+    Layout,
+    attrs_from_fields,
+    describe_fields,
+)
 from mmsearch.rerank.candidates import (
     RerankCandidate,
     Reranked,
@@ -67,6 +72,7 @@ class SearchPipeline:
         self.specs, self.limits = specs, limits
         self.coarse_width, self.scorer, self.refine_in = coarse_width, scorer, refine_in
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
+        self._stored_fields: dict[str, set[str]] = {}  # base -> label + its attr fields
 
     # -- validation -----------------------------------------------------------------
     def _layout(self, base: str) -> Layout:
@@ -83,15 +89,22 @@ class SearchPipeline:
         if not 1 <= params.top_k <= self.limits.max_top_k:
             raise ValidationError(f"must be in 1..{self.limits.max_top_k}, got {params.top_k}",
                                   "top_k")
+        if params.offset + params.top_k > self.limits.max_top_k:
+            raise ValidationError(f"offset + top_k must be at most {self.limits.max_top_k}, "
+                                  f"got {params.offset} + {params.top_k}", "options.offset")
+        if params.min_score is not None and not 0.0 <= params.min_score <= 1.0:
+            raise ValidationError(f"a probability in 0..1, got {params.min_score}",
+                                  "options.min_score")
         width = self.coarse_width if params.coarse_width is None else params.coarse_width
         if width not in self.widths:
             raise ValidationError(f"{width} is not one of {list(self.widths)}",
                                   "options.coarse_width")
-        candidates = (max(self.limits.default_candidates, params.top_k)
+        wanted = params.offset + params.top_k
+        candidates = (max(self.limits.default_candidates, wanted)
                       if params.candidates is None else params.candidates)
-        if not params.top_k <= candidates <= self.limits.max_candidates:
-            raise ValidationError(f"must be in top_k..{self.limits.max_candidates}, got "
-                                  f"{candidates}", "options.candidates")
+        if not wanted <= candidates <= self.limits.max_candidates:
+            raise ValidationError(f"must be in offset + top_k..{self.limits.max_candidates}, "
+                                  f"got {candidates}", "options.candidates")
         if len(params.filter) > MAX_FILTER_CHARS:
             raise ValidationError(f"longer than {MAX_FILTER_CHARS} characters", "filter")
         rerank = self.scorer is not None if params.rerank is None else params.rerank
@@ -111,6 +124,8 @@ class SearchPipeline:
                                 "base")
         require_same_model(description.get("properties", {}).get(MODEL_ID_PROPERTY),
                            self.encoder.model_id, f"base {layout.base!r}")
+        self._stored_fields[layout.base] = {
+            "label", *attrs_from_fields(describe_fields(description))}
         # a restarted Milvus Lite (or a DBA's release) leaves collections released
         self._milvus("load", lambda c, t: [ensure_loaded(c, layout.alias(w), t)
                                            for w in layout.widths], deadline)
@@ -167,13 +182,22 @@ class SearchPipeline:
         local = result.local[0] if result.has_local[0] else None
         return result.at_width(self.encoder.config.width_max)[0], local
 
+    def _check_output_fields(self, layout: Layout, names: tuple[str, ...]) -> None:
+        stored = self._stored_fields.get(layout.base, {"label"})
+        for index, name in enumerate(names):
+            if name not in stored:
+                raise ValidationError(f"{shown(name)} is not a stored field of base "
+                                      f"{layout.base!r} (stored: {sorted(stored)})",
+                                      f"output_fields[{index}]")
+
     def _ann(self, layout: Layout, width: int, vector: np.ndarray, limit: int, expr: str,
-             deadline: float | None) -> list[dict[str, Any]]:
+             deadline: float | None, fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         alias = layout.alias(width)
         data = [at_width(vector, width).tolist()]
+        wanted = ["label", *fields]
         try:
             hits = self._milvus("ann", lambda c, t: c.search(
-                alias, data=data, limit=limit, filter=expr, output_fields=["label"],
+                alias, data=data, limit=limit, filter=expr, output_fields=wanted,
                 search_params=search_params_for(self.specs[width], limit), timeout=t), deadline)
         except DeadlineError:
             raise
@@ -182,7 +206,9 @@ class SearchPipeline:
                 raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None
             raise
         return [{"id": h["id"], "ann": float(h["distance"]),
-                 "label": h.get("entity", {}).get("label")} for h in hits[0]]
+                 "label": h.get("entity", {}).get("label"),
+                 "fields": {name: h.get("entity", {}).get(name) for name in fields}}
+                for h in hits[0]]
 
     def _fetch(self, layout: Layout, ids: list[str], deadline: float | None = None,
                with_local: bool = True) -> dict[str, dict[str, Any]]:
@@ -243,14 +269,15 @@ class SearchPipeline:
         timed = StageTimer(result.timings_ms, params.deadline)
         timed.check("encode")
         self._verify_base(layout, params.deadline)
+        self._check_output_fields(layout, params.output_fields)
         with timed("encode"):
             vector, query_local = self._query_vector(query, layout, result.notes,
                                                     params.deadline)
         skip_self = query.id is not None and not params.include_self
         with timed("ann"):
             found = self._ann(layout, width, vector, candidates + int(skip_self), params.filter,
-                              params.deadline)
-        hits = [Hit(f["id"], f["ann"], f["label"], f["ann"]) for f in found
+                              params.deadline, params.output_fields)
+        hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"]) for f in found
                 if not (skip_self and f["id"] == query.id)][:candidates]
         result.candidates = len(hits)
         rows: dict[str, dict[str, Any]] = {}
@@ -261,7 +288,11 @@ class SearchPipeline:
         if hits and rerank:
             self._rerank(layout, hits, rows, vector, query_local, timed, result,
                          params.deadline)
-        result.hits = hits[: params.top_k]
+        if params.min_score is not None and any(h.rerank is not None for h in hits):
+            # a threshold on P(relevant): only reranked hits carry one
+            hits = [h for h in hits if h.rerank is not None and h.rerank >= params.min_score]
+            result.min_score_applied = True
+        result.hits = hits[params.offset: params.offset + params.top_k]
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
 

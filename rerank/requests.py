@@ -4,7 +4,7 @@ result and limit types, and the scorer it calls."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -49,6 +49,9 @@ class SearchParams:
     rerank: bool | None = None  # None: on when a scorer is loaded
     include_self: bool = False
     deadline: float | None = None  # time.monotonic() value
+    output_fields: tuple[str, ...] = ()  # "label" and attr names, returned in Hit.fields
+    min_score: float | None = None  # on the calibrated rerank score only
+    offset: int = 0  # hits skipped (pages)
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Hit:
     ann: float
     refine: float | None = None
     rerank: float | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # the requested output fields
 
 
 @dataclass
@@ -68,3 +72,4 @@ class SearchResult:
     degraded_reasons: list[str] = field(default_factory=list)
     candidates: int = 0
     notes: list[str] = field(default_factory=list)
+    min_score_applied: bool = False

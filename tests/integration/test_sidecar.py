@@ -399,3 +399,35 @@ def test_a_failed_request_logs_one_line_with_its_request_id(
     with pytest.raises(grpc.RpcError) as unnamed:  # no id sent: one is made and returned
         search.Search(request, timeout=30)
     assert len(dict(unnamed.value.trailing_metadata())["x-request-id"]) == 16
+
+
+def test_output_fields_come_back_typed_and_unknown_ones_are_named(stack: dict) -> None:
+    search = stack["search"]
+    reply = search.Search(pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(id="item-4"), output_fields=[
+            "label", "category", "rank", "score", "flag"],
+        options=pb.SearchOptions(include_self=True)), timeout=30)
+    top = reply.hits[0]
+    assert top.id == "item-4"
+    fields = top.fields
+    assert fields["category"].string_value == "b" and fields["rank"].int_value == 4
+    assert fields["score"].double_value == pytest.approx(0.4)
+    assert fields["flag"].WhichOneof("kind") == "bool_value" and fields["flag"].bool_value
+    assert fields["label"].string_value == "L4"
+    assert reply.metadata.timings.total > 0 and reply.metadata.timings.ann > 0
+    code, details = call_code(search.Search, pb.SearchRequest(
+        base="items", top_k=5, query=pb.Query(text="red"), output_fields=["label", "price"]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("output_fields[1]") and "price" in details
+
+
+def test_offset_pages_through_the_same_ranking(stack: dict) -> None:
+    search = stack["search"]
+    query = pb.Query(text="green cat")
+    whole = search.Search(pb.SearchRequest(base="items", top_k=10, query=query), timeout=30)
+    page2 = search.Search(pb.SearchRequest(base="items", top_k=5, query=query,
+                                           options=pb.SearchOptions(offset=5)), timeout=30)
+    assert [h.id for h in page2.hits] == [h.id for h in whole.hits[5:10]]
+    code, details = call_code(search.Search, pb.SearchRequest(
+        base="items", top_k=15, query=query, options=pb.SearchOptions(offset=10)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("options.offset")

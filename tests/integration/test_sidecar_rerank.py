@@ -163,3 +163,24 @@ def test_refine_in_milvus_and_in_the_sidecar_return_the_same_hits(stack: dict) -
             if a.refine is not None:
                 assert abs(a.refine - b.refine) < 1e-3  # fp16-level agreement
             assert a.score == pytest.approx(b.score, abs=1e-3)
+
+
+def test_min_score_cuts_on_the_calibrated_score_only(stack: dict) -> None:
+    rerank = stub_for(stack, "rerank")
+    query = pb.Query(text="green cat")
+    every = rerank.Search(pb.SearchRequest(base="items", top_k=16, query=query,
+                                           options=pb.SearchOptions(candidates=30)), timeout=30)
+    scores = sorted(h.score for h in every.hits)
+    threshold = scores[len(scores) // 2]
+    cut = rerank.Search(pb.SearchRequest(base="items", top_k=16, query=query,
+                                         options=pb.SearchOptions(candidates=30,
+                                                                  min_score=threshold)),
+                        timeout=30)
+    assert cut.metadata.min_score_applied
+    assert [h.id for h in cut.hits] == [h.id for h in every.hits if h.score >= threshold]
+    no_rerank = rerank.Search(pb.SearchRequest(base="items", top_k=5, query=query,
+                                               options=pb.SearchOptions(rerank=False,
+                                                                        min_score=0.99)),
+                              timeout=30)
+    assert not no_rerank.metadata.min_score_applied  # never compared with a cosine
+    assert len(no_rerank.hits) == 5

@@ -25,34 +25,54 @@ class Query(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., text: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("coarse_width", "candidates", "refine", "rerank", "include_self")
+    __slots__ = ("coarse_width", "candidates", "refine", "rerank", "include_self", "min_score", "offset")
     COARSE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     REFINE_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SELF_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     coarse_width: int
     candidates: int
     refine: bool
     rerank: bool
     include_self: bool
-    def __init__(self, coarse_width: _Optional[int] = ..., candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., rerank: _Optional[bool] = ..., include_self: _Optional[bool] = ...) -> None: ...
+    min_score: float
+    offset: int
+    def __init__(self, coarse_width: _Optional[int] = ..., candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., rerank: _Optional[bool] = ..., include_self: _Optional[bool] = ..., min_score: _Optional[float] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("base", "query", "top_k", "filter", "options", "deadline_ms")
+    __slots__ = ("base", "query", "top_k", "filter", "options", "deadline_ms", "output_fields")
     BASE_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELDS_FIELD_NUMBER: _ClassVar[int]
     base: str
     query: Query
     top_k: int
     filter: str
     options: SearchOptions
     deadline_ms: int
-    def __init__(self, base: _Optional[str] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ..., deadline_ms: _Optional[int] = ...) -> None: ...
+    output_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, base: _Optional[str] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ..., deadline_ms: _Optional[int] = ..., output_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Value(_message.Message):
+    __slots__ = ("string_value", "int_value", "double_value", "bool_value", "null_value")
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NULL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    string_value: str
+    int_value: int
+    double_value: float
+    bool_value: bool
+    null_value: bool
+    def __init__(self, string_value: _Optional[str] = ..., int_value: _Optional[int] = ..., double_value: _Optional[float] = ..., bool_value: _Optional[bool] = ..., null_value: _Optional[bool] = ...) -> None: ...
 
 class StageScores(_message.Message):
     __slots__ = ("ann", "refine", "rerank")
@@ -65,19 +85,44 @@ class StageScores(_message.Message):
     def __init__(self, ann: _Optional[float] = ..., refine: _Optional[float] = ..., rerank: _Optional[float] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "stages", "label")
+    __slots__ = ("id", "score", "stages", "label", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     stages: StageScores
     label: str
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., stages: _Optional[_Union[StageScores, _Mapping]] = ..., label: _Optional[str] = ...) -> None: ...
+    fields: _containers.MessageMap[str, Value]
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., stages: _Optional[_Union[StageScores, _Mapping]] = ..., label: _Optional[str] = ..., fields: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class Timings(_message.Message):
+    __slots__ = ("encode", "ann", "refine", "fetch", "rerank", "total")
+    ENCODE_FIELD_NUMBER: _ClassVar[int]
+    ANN_FIELD_NUMBER: _ClassVar[int]
+    REFINE_FIELD_NUMBER: _ClassVar[int]
+    FETCH_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    encode: float
+    ann: float
+    refine: float
+    fetch: float
+    rerank: float
+    total: float
+    def __init__(self, encode: _Optional[float] = ..., ann: _Optional[float] = ..., refine: _Optional[float] = ..., fetch: _Optional[float] = ..., rerank: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
 
 class ResponseMetadata(_message.Message):
-    __slots__ = ("timings_ms", "degraded", "degraded_reasons", "model_id", "candidates", "notes")
+    __slots__ = ("timings_ms", "degraded", "degraded_reasons", "model_id", "candidates", "notes", "min_score_applied", "timings")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,13 +136,17 @@ class ResponseMetadata(_message.Message):
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
     timings_ms: _containers.ScalarMap[str, float]
     degraded: bool
     degraded_reasons: _containers.RepeatedScalarFieldContainer[DegradedReason]
     model_id: str
     candidates: int
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, timings_ms: _Optional[_Mapping[str, float]] = ..., degraded: _Optional[bool] = ..., degraded_reasons: _Optional[_Iterable[_Union[DegradedReason, str]]] = ..., model_id: _Optional[str] = ..., candidates: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    min_score_applied: bool
+    timings: Timings
+    def __init__(self, timings_ms: _Optional[_Mapping[str, float]] = ..., degraded: _Optional[bool] = ..., degraded_reasons: _Optional[_Iterable[_Union[DegradedReason, str]]] = ..., model_id: _Optional[str] = ..., candidates: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., min_score_applied: _Optional[bool] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "metadata")
