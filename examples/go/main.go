@@ -3,6 +3,7 @@
 //
 //	mmsearch-go -addr 127.0.0.1:50051 -base items -id google:1F600
 //	mmsearch-go -addr 127.0.0.1:50051 -base items -text "red heart" -top-k 5
+//	mmsearch-go -addr 127.0.0.1:50051 -base items -text "red heart" -fields label,category
 package main
 
 import (
@@ -10,6 +11,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,6 +47,7 @@ func main() {
 	text := flag.String("text", "", "text query")
 	id := flag.String("id", "", "query by stored item id")
 	topK := flag.Int("top-k", 5, "hits to return")
+	fields := flag.String("fields", "", "comma-separated stored fields to return (label, attrs)")
 	token := flag.String("token", os.Getenv("MMSEARCH_CLIENT_TOKEN"), "bearer token, if the sidecar wants one")
 	flag.Parse()
 	if (*text == "") == (*id == "") {
@@ -74,15 +79,18 @@ func main() {
 	} else {
 		query.Text = text
 	}
-	reply, err := pb.NewSearchServiceClient(conn).Search(ctx, &pb.SearchRequest{
-		Base: *base, Query: query, TopK: int32(*topK)})
+	request := &pb.SearchRequest{Base: *base, Query: query, TopK: int32(*topK)}
+	if *fields != "" {
+		request.OutputFields = strings.Split(*fields, ",")
+	}
+	reply, err := pb.NewSearchServiceClient(conn).Search(ctx, request)
 	if err != nil {
 		fail("Search", err)
 	}
 	candidates := make([]*pb.RerankCandidate, 0, len(reply.Hits))
 	for rank, hit := range reply.Hits {
-		fmt.Printf("search %d\t%s\t%.4f\tann=%.4f refine=%.4f\n", rank+1, hit.Id, hit.Score,
-			hit.Stages.GetAnn(), hit.Stages.GetRefine())
+		fmt.Printf("search %d\t%s\t%.4f\tann=%.4f refine=%.4f%s\n", rank+1, hit.Id, hit.Score,
+			hit.Stages.GetAnn(), hit.Stages.GetRefine(), formatFields(hit.Fields))
 		candidates = append(candidates, &pb.RerankCandidate{
 			Source: &pb.RerankCandidate_Id{Id: hit.Id}})
 	}
@@ -101,4 +109,35 @@ func main() {
 func fail(what string, err error) {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", what, err)
 	os.Exit(1)
+}
+
+// formatFields prints a hit's stored fields as name=value, sorted by name, one typed
+// Value each (strings quoted, a null attr as null).
+func formatFields(fields map[string]*pb.Value) string {
+	if len(fields) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		var text string
+		switch v := fields[name].Kind.(type) {
+		case *pb.Value_StringValue:
+			text = strconv.Quote(v.StringValue)
+		case *pb.Value_IntValue:
+			text = strconv.FormatInt(v.IntValue, 10)
+		case *pb.Value_DoubleValue:
+			text = strconv.FormatFloat(v.DoubleValue, 'g', -1, 64)
+		case *pb.Value_BoolValue:
+			text = strconv.FormatBool(v.BoolValue)
+		default:
+			text = "null"
+		}
+		parts = append(parts, name+"="+text)
+	}
+	return "\t" + strings.Join(parts, " ")
 }

@@ -1,6 +1,7 @@
 // Example client for the mmsearch sidecar. Loads the .proto at run time (no codegen).
 //   node client.js --address 127.0.0.1:50051 --base emoji --text "red heart" [--image a.png]
-//                  [--id google:2764-FE0F] [--token TOKEN]
+//                  [--id google:2764-FE0F] [--token TOKEN] [--output-fields label,category]
+//                  [--min-score 0.5]
 // Prints one JSON object: info, health, search hits, and a rerank of those hits.
 'use strict';
 const fs = require('fs');
@@ -52,9 +53,16 @@ async function main() {
   if (args.text) query.text = args.text;
   if (args.image) query.image = fs.readFileSync(args.image);
   if (args.id) query.id = args.id;
+  const options = {};
+  if (args.minScore !== undefined) options.min_score = Number(args.minScore);
+  const outputFields = args.outputFields ? args.outputFields.split(',') : [];
   const search = await call(new v1.SearchService(args.address, credentials, CHANNEL_OPTIONS), 'Search',
-    { base: args.base, top_k: args.topK, query }, metadata);
-  const hits = search.hits.map((h) => ({ id: h.id, score: h.score, stages: h.stages }));
+    { base: args.base, top_k: args.topK, query, options, output_fields: outputFields }, metadata);
+  // a Value arrives with its oneof case named in `kind`: read the value of that case
+  const fields = (h) => Object.fromEntries(Object.entries(h.fields || {}).map(
+    ([name, v]) => [name, v.kind === 'null_value' ? null : v[v.kind]]));
+  const hits = search.hits.map((h) => ({ id: h.id, score: h.score, stages: h.stages,
+    fields: fields(h) }));
   let rerank = null;
   if (info.scorer) {
     const candidates = search.hits.map((h) => ({ id: h.id }));
@@ -71,7 +79,9 @@ async function main() {
   }
   console.log(JSON.stringify({
     info: { model_id: info.model_id, widths: info.widths, scorer: info.scorer },
-    health: status.status, hits, timings_ms: search.metadata.timings_ms, rerank, badRequest,
+    health: status.status, hits, timings_ms: search.metadata.timings_ms,
+    timings: search.metadata.timings, min_score_applied: search.metadata.min_score_applied,
+    rerank, badRequest,
   }));
 }
 

@@ -49,6 +49,15 @@ def test_go_client_search_and_rerank(stack: dict, go_client: Path) -> None:
                              timeout=60)
     assert by_text.returncode == 0, by_text.stderr
     assert sum(line.startswith("search ") for line in by_text.stdout.splitlines()) == 2
+    with_fields = subprocess.run([str(go_client), "-addr", f"127.0.0.1:{port}", "-id",
+                                  "item-3", "-top-k", "2", "-fields", "label,category,rank,flag"],
+                                 capture_output=True, text=True, timeout=60)
+    assert with_fields.returncode == 0, with_fields.stderr
+    hit = next(line for line in with_fields.stdout.splitlines() if line.startswith("search "))
+    printed = dict(pair.split("=", 1) for pair in hit.split("\t")[-1].split(" "))
+    assert set(printed) == {"category", "flag", "label", "rank"}
+    assert printed["rank"].isdigit() and printed["flag"] in ("true", "false")
+    assert printed["category"].startswith('"')  # a string Value, typed end to end
 
 
 def test_go_client_reports_grpc_errors(stack: dict, go_client: Path) -> None:

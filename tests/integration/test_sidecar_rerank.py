@@ -78,7 +78,9 @@ def test_node_client(stack: dict) -> None:
     port = stack["servers"]["rerank"][1]
     done = subprocess.run([node, str(root / "examples/node/client.js"), "--address",
                            f"127.0.0.1:{port}", "--base", "items", "--text", "green cat",
-                           "--top-k", "4"], capture_output=True, text=True, timeout=120)
+                           "--top-k", "4", "--output-fields", "label,category,rank,flag",
+                           "--min-score", "0.0"],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["info"]["scorer"] == "scorer" and out["info"]["widths"] == list(WIDTHS)
@@ -87,6 +89,10 @@ def test_node_client(stack: dict) -> None:
     assert sorted(r["index"] for r in out["rerank"]) == [0, 1, 2, 3]
     assert out["badRequest"]["code"] == "INVALID_ARGUMENT"
     assert out["badRequest"]["details"].startswith("top_k")
+    first = out["hits"][0]["fields"]  # typed output fields, as Node sees them
+    assert set(first) == {"label", "category", "rank", "flag"}
+    assert isinstance(first["rank"], int) and isinstance(first["flag"], bool)
+    assert out["min_score_applied"] is True and out["timings"]["total"] > 0
 
 
 def test_no_refine_keeps_the_ann_order_and_scores(stack: dict) -> None:
