@@ -55,6 +55,7 @@ def params_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None,
         output_fields=tuple(request.output_fields),
         min_score=options.min_score if options.HasField("min_score") else None,
         offset=options.offset if options.HasField("offset") else 0,
+        group_by=options.group_by if options.HasField("group_by") else None,
         deadline=deadline_from(request.deadline_ms if request.HasField("deadline_ms") else None,
                                grpc_remaining_s, default_deadline_ms),
     )

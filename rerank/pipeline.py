@@ -51,12 +51,14 @@ from mmsearch.rerank.requests import (
     SearchQuery,
     SearchResult,
 )
+from mmsearch.rerank.shaping import above_min_score, best_per_group, check_output_fields
 from mmsearch.rerank.timing import StageTimer
 
 MAX_FILTER_CHARS = 4096
 # where exact full-width scoring runs; sidecar measured faster on Milvus Lite and on the
 # Milvus 2.3.5 server (benchmarks/results/refine_paths_*.md)
-REFINE_IN = ("sidecar", "milvus")  # where exact full-width scoring runs
+REFINE_IN = ("sidecar", "milvus")
+GROUP_WIDENING = 4  # default candidates per wanted hit when grouping
 T = TypeVar("T")
 
 
@@ -100,7 +102,10 @@ class SearchPipeline:
             raise ValidationError(f"{width} is not one of {list(self.widths)}",
                                   "options.coarse_width")
         wanted = params.offset + params.top_k
-        candidates = (max(self.limits.default_candidates, wanted)
+        # grouping keeps one hit per group: widen the default to have groups to fill with
+        widened = wanted * GROUP_WIDENING if params.group_by else wanted
+        candidates = (min(max(self.limits.default_candidates, widened),
+                          self.limits.max_candidates)
                       if params.candidates is None else params.candidates)
         if not wanted <= candidates <= self.limits.max_candidates:
             raise ValidationError(f"must be in offset + top_k..{self.limits.max_candidates}, "
@@ -182,14 +187,6 @@ class SearchPipeline:
         local = result.local[0] if result.has_local[0] else None
         return result.at_width(self.encoder.config.width_max)[0], local
 
-    def _check_output_fields(self, layout: Layout, names: tuple[str, ...]) -> None:
-        stored = self._stored_fields.get(layout.base, {"label"})
-        for index, name in enumerate(names):
-            if name not in stored:
-                raise ValidationError(f"{shown(name)} is not a stored field of base "
-                                      f"{layout.base!r} (stored: {sorted(stored)})",
-                                      f"output_fields[{index}]")
-
     def _ann(self, layout: Layout, width: int, vector: np.ndarray, limit: int, expr: str,
              deadline: float | None, fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         alias = layout.alias(width)
@@ -269,14 +266,17 @@ class SearchPipeline:
         timed = StageTimer(result.timings_ms, params.deadline)
         timed.check("encode")
         self._verify_base(layout, params.deadline)
-        self._check_output_fields(layout, params.output_fields)
+        fields = params.output_fields + ((params.group_by,) if params.group_by and
+                                         params.group_by not in params.output_fields else ())
+        check_output_fields(self._stored_fields.get(layout.base, {"label"}), layout.base, fields,
+                            "options.group_by" if params.group_by else "")
         with timed("encode"):
             vector, query_local = self._query_vector(query, layout, result.notes,
                                                     params.deadline)
         skip_self = query.id is not None and not params.include_self
         with timed("ann"):
             found = self._ann(layout, width, vector, candidates + int(skip_self), params.filter,
-                              params.deadline, params.output_fields)
+                              params.deadline, fields)
         hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"]) for f in found
                 if not (skip_self and f["id"] == query.id)][:candidates]
         result.candidates = len(hits)
@@ -288,10 +288,10 @@ class SearchPipeline:
         if hits and rerank:
             self._rerank(layout, hits, rows, vector, query_local, timed, result,
                          params.deadline)
-        if params.min_score is not None and any(h.rerank is not None for h in hits):
-            # a threshold on P(relevant): only reranked hits carry one
-            hits = [h for h in hits if h.rerank is not None and h.rerank >= params.min_score]
-            result.min_score_applied = True
+        if params.min_score is not None:
+            hits, result.min_score_applied = above_min_score(hits, params.min_score)
+        if params.group_by:
+            hits = best_per_group(hits, params, result)
         result.hits = hits[params.offset: params.offset + params.top_k]
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result

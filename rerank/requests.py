@@ -52,6 +52,7 @@ class SearchParams:
     output_fields: tuple[str, ...] = ()  # "label" and attr names, returned in Hit.fields
     min_score: float | None = None  # on the calibrated rerank score only
     offset: int = 0  # hits skipped (pages)
+    group_by: str | None = None  # a stored field: the best hit per value
 
 
 @dataclass

@@ -431,3 +431,25 @@ def test_offset_pages_through_the_same_ranking(stack: dict) -> None:
     code, details = call_code(search.Search, pb.SearchRequest(
         base="items", top_k=15, query=query, options=pb.SearchOptions(offset=10)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("options.offset")
+
+
+def test_group_by_returns_distinct_groups_in_score_order(stack: dict) -> None:
+    search = stack["search"]
+    query = pb.Query(text="green cat")
+    flat = search.Search(pb.SearchRequest(base="items", top_k=20, query=query,
+                                          output_fields=["category"]), timeout=30)
+    grouped = search.Search(pb.SearchRequest(base="items", top_k=3, query=query,
+                                             options=pb.SearchOptions(group_by="category")),
+                            timeout=30)
+    firsts: dict[str, str] = {}
+    for hit in flat.hits:
+        firsts.setdefault(hit.fields["category"].string_value, hit.id)
+    assert [h.id for h in grouped.hits] == list(firsts.values())[:3]  # best of each, in order
+    assert not grouped.hits[0].fields  # the grouping field was not asked for
+    short = search.Search(pb.SearchRequest(base="items", top_k=5, query=query,
+                                           options=pb.SearchOptions(group_by="category")),
+                          timeout=30)
+    assert len(short.hits) == 3 and any("3 groups" in n for n in short.metadata.notes)
+    code, details = call_code(search.Search, pb.SearchRequest(
+        base="items", top_k=3, query=query, options=pb.SearchOptions(group_by="nosuch")))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("options.group_by")

@@ -25,7 +25,7 @@ class Query(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., text: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("coarse_width", "candidates", "refine", "rerank", "include_self", "min_score", "offset")
+    __slots__ = ("coarse_width", "candidates", "refine", "rerank", "include_self", "min_score", "offset", "group_by")
     COARSE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     REFINE_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class SearchOptions(_message.Message):
     INCLUDE_SELF_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     coarse_width: int
     candidates: int
     refine: bool
@@ -40,7 +41,8 @@ class SearchOptions(_message.Message):
     include_self: bool
     min_score: float
     offset: int
-    def __init__(self, coarse_width: _Optional[int] = ..., candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., rerank: _Optional[bool] = ..., include_self: _Optional[bool] = ..., min_score: _Optional[float] = ..., offset: _Optional[int] = ...) -> None: ...
+    group_by: str
+    def __init__(self, coarse_width: _Optional[int] = ..., candidates: _Optional[int] = ..., refine: _Optional[bool] = ..., rerank: _Optional[bool] = ..., include_self: _Optional[bool] = ..., min_score: _Optional[float] = ..., offset: _Optional[int] = ..., group_by: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("base", "query", "top_k", "filter", "options", "deadline_ms", "output_fields")
