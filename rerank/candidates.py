@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.catalog import LocalSpec
+from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.expressions import id_problem
 from mmsearch.plugin.local_features import decode_local
 from mmsearch.rerank.errors import NotFoundError, ValidationError, shown
@@ -23,6 +24,12 @@ class RerankCandidate:
     id: str | None = None
     vector: Sequence[float] | None = None
     first_stage_score: float | None = None
+    image: bytes | None = None  # a document: content encoded on the fly
+    text: str | None = None
+
+    @property
+    def is_document(self) -> bool:
+        return self.image is not None or self.text is not None
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,11 @@ def check_candidates(candidates: Sequence[RerankCandidate]) -> list[str]:
     """The ids among the candidates (checked), or INVALID_ARGUMENT naming the candidate."""
     ids = []
     for i, candidate in enumerate(candidates):
-        if (candidate.id is None) == (candidate.vector is None):
-            raise ValidationError("give an id or a vector", f"candidates[{i}]")
+        given = (candidate.id is not None) + (candidate.vector is not None) + \
+            candidate.is_document
+        if given != 1:
+            raise ValidationError("give one of an id, a vector or a document",
+                                  f"candidates[{i}]")
         score = candidate.first_stage_score
         if score is not None and not math.isfinite(score):
             raise ValidationError(f"must be finite, got {score}",
@@ -66,9 +76,28 @@ def check_candidates(candidates: Sequence[RerankCandidate]) -> list[str]:
     return ids
 
 
+def encode_documents(encoder: Encoder, candidates: Sequence[RerankCandidate]
+                     ) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+    """{candidate index: (unit vector, local features or None)} of the document
+    candidates, in one encoder batch; a bad image or text names candidates[i].document."""
+    indices = [i for i, c in enumerate(candidates) if c.is_document]
+    if not indices:
+        return {}
+    result = encoder.encode_items([candidates[i].image for i in indices],
+                                  [candidates[i].text for i in indices],
+                                  [f"candidates[{i}]" for i in indices])
+    if result.problems:
+        problem = result.problems[0]
+        field = "image" if "image" in problem.field else "text"
+        raise ValidationError(problem.reason, f"{problem.item}.document.{field}")
+    vectors = result.at_width(encoder.config.width_max)
+    return {indices[row]: (vectors[k], result.local[k] if result.has_local[k] else None)
+            for k, row in enumerate(result.indices)}
+
+
 def candidate_arrays(candidates: Sequence[RerankCandidate], rows: Mapping[str, Any],
-                     width: int, spec: LocalSpec
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     encoded: Mapping[int, tuple[np.ndarray, np.ndarray | None]], width: int,
+                     spec: LocalSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(unit vectors, local features, has-local mask) of the candidates, in order."""
     vectors = np.zeros((len(candidates), width), np.float64)
     locals_ = np.zeros((len(candidates), spec.cells, spec.dim), np.float32)
@@ -81,6 +110,10 @@ def candidate_arrays(candidates: Sequence[RerankCandidate], rows: Mapping[str, A
                                     f"candidates[{i}].id")
             vectors[i] = row["vector"]
             local = decode_local(row.get("local"), spec)
+            if local is not None:
+                locals_[i], has_local[i] = local, True
+        elif candidate.is_document:
+            vectors[i], local = encoded[i]
             if local is not None:
                 locals_[i], has_local[i] = local, True
         else:

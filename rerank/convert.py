@@ -109,17 +109,29 @@ def rerank_from_pb(request: pb.RerankRequest, grpc_remaining_s: float | None,
     candidates = [RerankCandidate(
         id=c.id if c.WhichOneof("source") == "id" else None,
         vector=tuple(c.vector.values) if c.WhichOneof("source") == "vector" else None,
-        first_stage_score=c.first_stage_score if c.HasField("first_stage_score") else None)
+        first_stage_score=c.first_stage_score if c.HasField("first_stage_score") else None,
+        image=c.document.image if c.document.HasField("image") else None,
+        text=c.document.text if c.document.HasField("text") else None)
         for c in request.candidates]
-    params = RerankParams(base=request.base, top_k=request.top_k,
+    if request.HasField("top_n") and request.top_k:
+        raise ValidationError("give top_n or top_k, not both", "top_n")
+    top = request.top_n if request.HasField("top_n") else request.top_k
+    params = RerankParams(base=request.base, top_k=top,
                           deadline=deadline_from(None, grpc_remaining_s, default_deadline_ms))
     return query_from_pb(request.query), candidates, params
 
 
-def rerank_response(result: RerankResult, model_id: str) -> pb.RerankResponse:
+def rerank_response(result: RerankResult, model_id: str, request: pb.RerankRequest
+                    ) -> pb.RerankResponse:
     results = [pb.RerankedCandidate(index=r.index, id=r.id or "", score=r.score,
+                                    relevance_score=r.score,
                                     stages=pb.StageScores(refine=r.refine, rerank=r.score))
                for r in result.results]
+    if request.return_documents:
+        for out in results:
+            candidate = request.candidates[out.index]
+            if candidate.WhichOneof("source") == "document":
+                out.document.CopyFrom(candidate.document)
     metadata = pb.ResponseMetadata(timings_ms=result.timings_ms, model_id=model_id,
                                    candidates=result.candidates, notes=result.notes,
                                    timings=timings_to_pb(result.timings_ms))

@@ -35,6 +35,7 @@ from mmsearch.rerank.candidates import (
     RerankResult,
     candidate_arrays,
     check_candidates,
+    encode_documents,
 )
 from mmsearch.rerank.errors import (
     DeadlineError,
@@ -322,8 +323,9 @@ class SearchPipeline:
         with timed("encode"):
             vector, query_local = self._query_vector(query, layout, result.notes,
                                                      params.deadline)
+            encoded = encode_documents(self.encoder, candidates)
         vectors, locals_, has_local = candidate_arrays(
-            candidates, rows, self.encoder.config.width_max, self.encoder.config.local)
+            candidates, rows, encoded, self.encoder.config.width_max, self.encoder.config.local)
         cosines = vectors @ vector
         first = np.asarray([cosine if c.first_stage_score is None else c.first_stage_score
                             for c, cosine in zip(candidates, cosines, strict=True)], np.float32)

@@ -164,7 +164,7 @@ class Sidecar:
         query, candidates, params = rerank_from_pb(request, context.time_remaining(),
                                                    self.settings.default_deadline_ms)
         result = self.pipeline.rerank(query, candidates, params)
-        return rerank_response(result, self.pipeline.encoder.model_id)
+        return rerank_response(result, self.pipeline.encoder.model_id, request)
 
     def info(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.InfoResponse:
         pipeline, encoder = self.pipeline, self.pipeline.encoder

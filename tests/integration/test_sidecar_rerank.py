@@ -190,3 +190,36 @@ def test_min_score_cuts_on_the_calibrated_score_only(stack: dict) -> None:
                               timeout=30)
     assert not no_rerank.metadata.min_score_applied  # never compared with a cosine
     assert len(no_rerank.hits) == 5
+
+
+def test_rerank_takes_documents_in_the_common_shape(stack: dict) -> None:
+    import grpc
+
+    from support.sidecar_stack import image_of
+
+    rerank = stub_for(stack, "rerank", "rerank")
+    docs = [pb.RerankCandidate(document=pb.Document(text="blue dog")),
+            pb.RerankCandidate(document=pb.Document(image=image_of(stack, 2),
+                                                    text="blue dog")),
+            pb.RerankCandidate(id="item-9")]
+    reply = rerank.Rerank(pb.RerankRequest(base="items", query=pb.Query(text="blue dog"),
+                                           candidates=docs, top_n=2, return_documents=True),
+                          timeout=30)
+    assert len(reply.results) == 2
+    assert all(r.relevance_score == r.score for r in reply.results)
+    for result in reply.results:
+        if result.index < 2:  # a document candidate: echoed
+            assert result.document == docs[result.index].document
+        else:
+            assert not result.HasField("document")
+    scores = [r.relevance_score for r in reply.results]
+    assert scores == sorted(scores, reverse=True)
+    bad = [docs[0], pb.RerankCandidate(document=pb.Document(image=b"not an image"))]
+    with pytest.raises(grpc.RpcError) as caught:
+        rerank.Rerank(pb.RerankRequest(query=pb.Query(text="x"), candidates=bad), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("candidates[1].document.image")
+    with pytest.raises(grpc.RpcError) as both:
+        rerank.Rerank(pb.RerankRequest(query=pb.Query(text="x"), candidates=docs[:1],
+                                       top_n=1, top_k=1), timeout=30)
+    assert both.value.details().startswith("top_n")

@@ -164,39 +164,57 @@ class Vector(_message.Message):
     values: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
+class Document(_message.Message):
+    __slots__ = ("image", "text")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    text: str
+    def __init__(self, image: _Optional[bytes] = ..., text: _Optional[str] = ...) -> None: ...
+
 class RerankCandidate(_message.Message):
-    __slots__ = ("id", "vector", "first_stage_score")
+    __slots__ = ("id", "vector", "document", "first_stage_score")
     ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     FIRST_STAGE_SCORE_FIELD_NUMBER: _ClassVar[int]
     id: str
     vector: Vector
+    document: Document
     first_stage_score: float
-    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., first_stage_score: _Optional[float] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., document: _Optional[_Union[Document, _Mapping]] = ..., first_stage_score: _Optional[float] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("base", "query", "candidates", "top_k")
+    __slots__ = ("base", "query", "candidates", "top_k", "top_n", "return_documents")
     BASE_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TOP_N_FIELD_NUMBER: _ClassVar[int]
+    RETURN_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     base: str
     query: Query
     candidates: _containers.RepeatedCompositeFieldContainer[RerankCandidate]
     top_k: int
-    def __init__(self, base: _Optional[str] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[RerankCandidate, _Mapping]]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    top_n: int
+    return_documents: bool
+    def __init__(self, base: _Optional[str] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[RerankCandidate, _Mapping]]] = ..., top_k: _Optional[int] = ..., top_n: _Optional[int] = ..., return_documents: _Optional[bool] = ...) -> None: ...
 
 class RerankedCandidate(_message.Message):
-    __slots__ = ("index", "id", "score", "stages")
+    __slots__ = ("index", "id", "score", "stages", "document", "relevance_score")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    RELEVANCE_SCORE_FIELD_NUMBER: _ClassVar[int]
     index: int
     id: str
     score: float
     stages: StageScores
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., score: _Optional[float] = ..., stages: _Optional[_Union[StageScores, _Mapping]] = ...) -> None: ...
+    document: Document
+    relevance_score: float
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., score: _Optional[float] = ..., stages: _Optional[_Union[StageScores, _Mapping]] = ..., document: _Optional[_Union[Document, _Mapping]] = ..., relevance_score: _Optional[float] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
     __slots__ = ("results", "metadata")
