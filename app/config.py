@@ -77,6 +77,7 @@ class LimitsConfig:
     rerank_depth: int = 64
     max_concurrency: int = 32
     deadline_ms: int = 2000
+    max_batch: int = 64  # requests per SearchBatch call
     # pixels the sidecar decodes at once over all requests (4 bytes each while decoding):
     # bounds memory under many large images (benchmarks/results/decode_memory.md)
     decode_pixels_in_flight: int = 64_000_000

@@ -103,4 +103,5 @@ def server_settings(config: Config, address: str | None = None) -> ServerSetting
                           max_concurrency=config.limits.max_concurrency,
                           chunk_size=server.chunk_size,
                           default_deadline_ms=config.limits.deadline_ms,
+                          max_batch=config.limits.max_batch,
                           token=token, tls_cert=cert, tls_key=key)

@@ -82,7 +82,7 @@ def measure(pipeline: Any, layout: Any, queries: np.ndarray) -> dict[str, Any]:
     times, cpu_start = [], cpu_s()
     for query in queries:
         started = time.perf_counter()
-        found = pipeline._ann(layout, 64, query, CANDIDATES, "", None)
+        found = pipeline._ann(layout, 64, [query], CANDIDATES, "", None)[0]
         hits = [Hit(f["id"], f["ann"], f["label"], f["ann"]) for f in found]
         hits, rows = pipeline._refine(layout, hits, query, True, None)
         head = [h.id for h in hits[:DEPTH] if h.id not in rows]

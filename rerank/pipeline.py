@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -188,10 +189,12 @@ class SearchPipeline:
         local = result.local[0] if result.has_local[0] else None
         return result.at_width(self.encoder.config.width_max)[0], local
 
-    def _ann(self, layout: Layout, width: int, vector: np.ndarray, limit: int, expr: str,
-             deadline: float | None, fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    def _ann(self, layout: Layout, width: int, vectors: list[np.ndarray], limit: int,
+             expr: str, deadline: float | None, fields: tuple[str, ...] = ()
+             ) -> list[list[dict[str, Any]]]:
+        """One search call for every vector (nq = len(vectors)): hits per vector."""
         alias = layout.alias(width)
-        data = [at_width(vector, width).tolist()]
+        data = [at_width(vector, width).tolist() for vector in vectors]
         wanted = ["label", *fields]
         try:
             hits = self._milvus("ann", lambda c, t: c.search(
@@ -203,10 +206,10 @@ class SearchPipeline:
             if expr and is_expression_error(exc):
                 raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None
             raise
-        return [{"id": h["id"], "ann": float(h["distance"]),
-                 "label": h.get("entity", {}).get("label"),
-                 "fields": {name: h.get("entity", {}).get(name) for name in fields}}
-                for h in hits[0]]
+        return [[{"id": h["id"], "ann": float(h["distance"]),
+                  "label": h.get("entity", {}).get("label"),
+                  "fields": {name: h.get("entity", {}).get(name) for name in fields}}
+                 for h in per_query] for per_query in hits]
 
     def _fetch(self, layout: Layout, ids: list[str], deadline: float | None = None,
                with_local: bool = True) -> dict[str, dict[str, Any]]:
@@ -261,41 +264,138 @@ class SearchPipeline:
 
     # -- the whole request ------------------------------------------------------------
     def search(self, query: SearchQuery, params: SearchParams) -> SearchResult:
-        started = time.perf_counter()
-        layout, width, candidates, rerank = self._check(params)
-        result = SearchResult(hits=[])
-        timed = StageTimer(result.timings_ms, params.deadline)
-        timed.check("encode")
-        self._verify_base(layout, params.deadline)
-        fields = params.output_fields + ((params.group_by,) if params.group_by and
-                                         params.group_by not in params.output_fields else ())
-        check_output_fields(self._stored_fields.get(layout.base, {"label"}), layout.base, fields,
+        outcome = self.search_batch([(query, params)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def search_batch(self, requests: Sequence[tuple[SearchQuery, SearchParams]]
+                     ) -> list[SearchResult | Exception]:
+        """Many searches as batches: one encoder batch for every image/text query, one ANN
+        call per group of requests that share base, width, filter, limit and fields; then
+        each request's own refine, rerank and shaping. A request that fails, or whose
+        deadline passes, fails alone (its slot holds the error)."""
+        jobs = [_Job(query, params) for query, params in requests]
+        self._each(jobs, self._prepare)
+        self._encode_all([j for j in jobs if j.error is None])
+        self._ann_all([j for j in jobs if j.error is None])
+        self._each(jobs, self._finish)
+        return [job.error if job.error is not None else job.result for job in jobs]
+
+    @staticmethod
+    def _each(jobs: list[_Job], step: Callable[[_Job], None]) -> None:
+        for job in jobs:
+            if job.error is None:
+                try:
+                    step(job)
+                except Exception as exc:  # noqa: BLE001 - that request fails alone
+                    job.error = exc
+
+    def _prepare(self, job: _Job) -> None:
+        params = job.params
+        job.layout, job.width, job.candidates, job.rerank = self._check(params)
+        job.timed = StageTimer(job.result.timings_ms, params.deadline)
+        job.timed.check("encode")
+        self._verify_base(job.layout, params.deadline)
+        job.fields = params.output_fields + ((params.group_by,) if params.group_by and
+                                             params.group_by not in params.output_fields
+                                             else ())
+        check_output_fields(self._stored_fields.get(job.layout.base, {"label"}),
+                            job.layout.base, job.fields,
                             "options.group_by" if params.group_by else "")
-        with timed("encode"):
-            vector, query_local = self._query_vector(query, layout, result.notes,
-                                                    params.deadline)
-        skip_self = query.id is not None and not params.include_self
-        with timed("ann"):
-            found = self._ann(layout, width, vector, candidates + int(skip_self), params.filter,
-                              params.deadline, fields)
-        hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"]) for f in found
-                if not (skip_self and f["id"] == query.id)][:candidates]
+
+    def _encode_all(self, jobs: list[_Job]) -> None:
+        """Queries by id read their stored vector; the rest are encoded in one batch."""
+        by_id = [j for j in jobs if j.query.id is not None]
+        content = [j for j in jobs if j.query.id is None]
+        self._each(by_id, lambda j: self._timed_vector(j))
+        if len(content) == 1:  # alone: the same path as a query by id
+            self._each(content, lambda j: self._timed_vector(j))
+            return
+        checked = [j for j in content if self._has_content(j)]
+        if not checked:
+            return
+        started = time.perf_counter()
+        encoded = self.encoder.encode_items([j.query.image for j in checked],
+                                            [j.query.text for j in checked],
+                                            [f"query {i}" for i in range(len(checked))])
+        vectors = encoded.at_width(self.encoder.config.width_max)
+        row = {index: k for k, index in enumerate(encoded.indices)}
+        for problem in encoded.problems:
+            field_name = "image" if "image" in problem.field else "text"
+            checked[problem.index].error = InvalidInputError(field_name, problem.reason,
+                                                             "query")
+        for note in encoded.notes:
+            checked[note.index].result.notes.append(f"query.text: {note.reason}")
+        elapsed = (time.perf_counter() - started) * 1000
+        for index, job in enumerate(checked):
+            if index in row:
+                k = row[index]
+                job.vector = vectors[k]
+                job.query_local = encoded.local[k] if encoded.has_local[k] else None
+                job.result.timings_ms["encode"] = elapsed
+
+    def _has_content(self, job: _Job) -> bool:
+        if job.query.image is None and job.query.text is None:
+            job.error = ValidationError("empty query: give image, text, or id", "query")
+            return False
+        return True
+
+    def _timed_vector(self, job: _Job) -> None:
+        with job.timed("encode"):
+            job.vector, job.query_local = self._query_vector(
+                job.query, job.layout, job.result.notes, job.params.deadline)
+
+    def _ann_all(self, jobs: list[_Job]) -> None:
+        groups: dict[tuple, list[_Job]] = {}
+        for job in jobs:
+            skip_self = job.query.id is not None and not job.params.include_self
+            job.limit = job.candidates + int(skip_self)
+            key = (job.layout.base, job.width, job.params.filter, job.limit, job.fields)
+            groups.setdefault(key, []).append(job)
+        for group in groups.values():
+            try:
+                self._ann_group(group)
+            except Exception as exc:  # noqa: BLE001 - the group's requests fail together
+                for job in group:
+                    job.error = exc
+
+    def _ann_group(self, group: list[_Job]) -> None:
+        first = group[0]
+        deadlines = [j.params.deadline for j in group]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        started = time.perf_counter()
+        found = self._ann(first.layout, first.width, [j.vector for j in group], first.limit,
+                          first.params.filter, deadline, first.fields)
+        elapsed = (time.perf_counter() - started) * 1000
+        for job, hits in zip(group, found, strict=True):
+            job.found = hits
+            job.result.timings_ms["ann"] = elapsed
+            if len(group) > 1:  # the shared call ran to the group's latest deadline
+                job.timed.check("refine")
+
+    def _finish(self, job: _Job) -> None:
+        params, result, timed = job.params, job.result, job.timed
+        skip_self = job.query.id is not None and not params.include_self
+        hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"])
+                for f in job.found
+                if not (skip_self and f["id"] == job.query.id)][:job.candidates]
         result.candidates = len(hits)
         rows: dict[str, dict[str, Any]] = {}
         if hits and params.refine:
             timed.check("refine")
             with timed("refine"):
-                hits, rows = self._refine(layout, hits, vector, rerank, params.deadline)
-        if hits and rerank:
-            self._rerank(layout, hits, rows, vector, query_local, timed, result,
+                hits, rows = self._refine(job.layout, hits, job.vector, job.rerank,
+                                          params.deadline)
+        if hits and job.rerank:
+            self._rerank(job.layout, hits, rows, job.vector, job.query_local, timed, result,
                          params.deadline)
         if params.min_score is not None:
             hits, result.min_score_applied = above_min_score(hits, params.min_score)
         if params.group_by:
             hits = best_per_group(hits, params, result)
         result.hits = hits[params.offset: params.offset + params.top_k]
-        result.timings_ms["total"] = (time.perf_counter() - started) * 1000
-        return result
+        result.timings_ms["total"] = (time.perf_counter() - job.started) * 1000
 
     def rerank(self, query: SearchQuery, candidates: Sequence[RerankCandidate],
                params: RerankParams) -> RerankResult:
@@ -382,3 +482,24 @@ class SearchPipeline:
         has = np.asarray([d is not None for d in decoded])
         empty = np.zeros((spec.cells, spec.dim), np.float32)
         return np.stack([d if d is not None else empty for d in decoded]), has
+
+
+@dataclass
+class _Job:
+    """One request's way through search_batch."""
+
+    query: SearchQuery
+    params: SearchParams
+    result: SearchResult = field(default_factory=lambda: SearchResult(hits=[]))
+    started: float = field(default_factory=time.perf_counter)
+    error: Exception | None = None
+    layout: Layout = field(init=False)
+    width: int = 0
+    candidates: int = 0
+    limit: int = 0
+    rerank: bool = False
+    fields: tuple[str, ...] = ()
+    timed: StageTimer = field(init=False)
+    vector: np.ndarray = field(init=False)
+    query_local: np.ndarray | None = None
+    found: list[dict[str, Any]] = field(default_factory=list)

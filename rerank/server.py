@@ -59,6 +59,7 @@ class ServerSettings:
     max_concurrency: int
     chunk_size: int
     default_deadline_ms: int | None  # for requests with no deadline of their own
+    max_batch: int  # requests per SearchBatch call
     token: str | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
@@ -159,6 +160,41 @@ class Sidecar:
                                         result.degraded_reasons)
         return search_response(result, self.pipeline.encoder.model_id)
 
+    def search_batch(self, request: pb.SearchBatchRequest, context: grpc.ServicerContext
+                     ) -> pb.SearchBatchResponse:
+        if len(request.requests) > self.settings.max_batch:
+            raise ValidationError(f"{len(request.requests)} requests, the cap is "
+                                  f"{self.settings.max_batch}", "requests")
+        items: list[pb.SearchBatchItem | None] = [None] * len(request.requests)
+        runnable = []
+        remaining = context.time_remaining()
+        for index, item in enumerate(request.requests):
+            try:
+                if not item.HasField("query"):
+                    raise ValidationError("required", "query")
+                params = params_from_pb(item, remaining, self.settings.default_deadline_ms)
+                runnable.append((index, query_from_pb(item.query), params))
+            except Exception as exc:  # noqa: BLE001 - one bad item fails alone
+                items[index] = self._item_error(exc)
+        outcomes = self.pipeline.search_batch([(q, p) for _, q, p in runnable])
+        model_id = self.pipeline.encoder.model_id
+        for (index, _, _), outcome in zip(runnable, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                items[index] = self._item_error(outcome)
+            else:
+                items[index] = pb.SearchBatchItem(response=search_response(outcome, model_id))
+                if self.metrics:
+                    self.metrics.observe_search(outcome.timings_ms, outcome.candidates,
+                                                outcome.degraded_reasons)
+        return pb.SearchBatchResponse(items=items)
+
+    @staticmethod
+    def _item_error(error: BaseException) -> pb.SearchBatchItem:
+        code, message = status_for(error)
+        if code == "INTERNAL":
+            log.error("SearchBatch item: unexpected error", exc_info=error)
+        return pb.SearchBatchItem(error=pb.ItemError(code=code, message=message))
+
     def rerank(self, request: pb.RerankRequest, context: grpc.ServicerContext
                ) -> pb.RerankResponse:
         query, candidates, params = rerank_from_pb(request, context.time_remaining(),
@@ -173,7 +209,7 @@ class Sidecar:
             widths=list(pipeline.widths), default_coarse_width=pipeline.coarse_width,
             max_candidates=pipeline.limits.max_candidates, max_top_k=pipeline.limits.max_top_k,
             max_message_bytes=self.settings.max_message_bytes,
-            chunk_size=self.settings.chunk_size,
+            chunk_size=self.settings.chunk_size, max_batch=self.settings.max_batch,
             scorer=pipeline.scorer.name if pipeline.scorer else "")
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
@@ -185,7 +221,9 @@ class Sidecar:
         return [
             grpc.method_handlers_generic_handler("mmsearch.v1.SearchService", {
                 "Search": unary("SearchRequest", self.search, pb.SearchRequest,
-                                pb.SearchResponse)}),
+                                pb.SearchResponse),
+                "SearchBatch": unary("SearchBatchRequest", self.search_batch,
+                                     pb.SearchBatchRequest, pb.SearchBatchResponse)}),
             grpc.method_handlers_generic_handler("mmsearch.v1.RerankService", {
                 "Rerank": unary("RerankRequest", self.rerank, pb.RerankRequest,
                                 pb.RerankResponse)}),

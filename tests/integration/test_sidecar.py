@@ -453,3 +453,37 @@ def test_group_by_returns_distinct_groups_in_score_order(stack: dict) -> None:
     code, details = call_code(search.Search, pb.SearchRequest(
         base="items", top_k=3, query=query, options=pb.SearchOptions(group_by="nosuch")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("options.group_by")
+
+
+def test_search_batch_answers_each_item_alone_and_matches_single_searches(stack: dict) -> None:
+    search = stack["search"]
+    requests = [
+        pb.SearchRequest(base="items", top_k=3, query=pb.Query(text="green cat")),
+        pb.SearchRequest(base="items", top_k=3, query=pb.Query(id="ghost")),  # NOT_FOUND
+        pb.SearchRequest(base="items", top_k=4, query=pb.Query(image=image_of(stack, 5))),
+        pb.SearchRequest(base="items", top_k=0, query=pb.Query(text="red")),  # bad top_k
+        pb.SearchRequest(base="items", top_k=3, query=pb.Query(text="red face"),
+                         filter='category == "a"'),
+        pb.SearchRequest(base="items", top_k=3, query=pb.Query(id="item-7")),
+        pb.SearchRequest(base="items", top_k=3, query=pb.Query(text="blue dog")),
+    ]
+    reply = search.SearchBatch(pb.SearchBatchRequest(requests=requests), timeout=60)
+    assert len(reply.items) == len(requests)
+    kinds = [item.WhichOneof("outcome") for item in reply.items]
+    assert kinds == ["response", "error", "response", "error", "response", "response",
+                     "response"]
+    assert reply.items[1].error.code == "NOT_FOUND"
+    assert reply.items[1].error.message.startswith("query.id")
+    assert reply.items[3].error.code == "INVALID_ARGUMENT"
+    assert reply.items[3].error.message.startswith("top_k")
+    for request, item in zip(requests, reply.items, strict=True):
+        if item.WhichOneof("outcome") == "response":
+            alone = search.Search(request, timeout=30)
+            assert [h.id for h in item.response.hits] == [h.id for h in alone.hits]
+            for a, b in zip(item.response.hits, alone.hits, strict=True):
+                assert a.score == pytest.approx(b.score, abs=1e-4)
+    info = search_pb2_grpc.InfoServiceStub(stack["channel"]).Info(pb.InfoRequest())
+    assert info.max_batch == 64
+    code, details = call_code(search.SearchBatch, pb.SearchBatchRequest(
+        requests=[requests[0]] * 65))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("requests")

@@ -229,7 +229,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("version", "model_id", "model_name", "widths", "default_coarse_width", "max_candidates", "max_top_k", "max_message_bytes", "chunk_size", "scorer")
+    __slots__ = ("version", "model_id", "model_name", "widths", "default_coarse_width", "max_candidates", "max_top_k", "max_message_bytes", "chunk_size", "scorer", "max_batch")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +240,7 @@ class InfoResponse(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     version: str
     model_id: str
     model_name: str
@@ -250,4 +251,33 @@ class InfoResponse(_message.Message):
     max_message_bytes: int
     chunk_size: int
     scorer: str
-    def __init__(self, version: _Optional[str] = ..., model_id: _Optional[str] = ..., model_name: _Optional[str] = ..., widths: _Optional[_Iterable[int]] = ..., default_coarse_width: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_top_k: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., chunk_size: _Optional[int] = ..., scorer: _Optional[str] = ...) -> None: ...
+    max_batch: int
+    def __init__(self, version: _Optional[str] = ..., model_id: _Optional[str] = ..., model_name: _Optional[str] = ..., widths: _Optional[_Iterable[int]] = ..., default_coarse_width: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_top_k: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., chunk_size: _Optional[int] = ..., scorer: _Optional[str] = ..., max_batch: _Optional[int] = ...) -> None: ...
+
+class SearchBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SearchRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ...) -> None: ...
+
+class ItemError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SearchBatchItem(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: SearchResponse
+    error: ItemError
+    def __init__(self, response: _Optional[_Union[SearchResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class SearchBatchResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[SearchBatchItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[SearchBatchItem, _Mapping]]] = ...) -> None: ...

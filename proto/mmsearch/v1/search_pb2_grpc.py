@@ -39,12 +39,23 @@ class SearchServiceStub:
                 request_serializer=mmsearch_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=mmsearch_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/mmsearch.v1.SearchService/SearchBatch',
+                request_serializer=mmsearch_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Search(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +68,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=mmsearch_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=mmsearch_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=mmsearch_dot_v1_dot_search__pb2.SearchBatchRequest.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_search__pb2.SearchBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +102,33 @@ class SearchService:
             '/mmsearch.v1.SearchService/Search',
             mmsearch_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             mmsearch_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mmsearch.v1.SearchService/SearchBatch',
+            mmsearch_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+            mmsearch_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
