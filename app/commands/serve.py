@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -123,27 +124,51 @@ def error_line(qid: Any, number: int, code: str, message: str) -> dict[str, Any]
                                                    "message": message}}
 
 
+BATCH = 64  # queries per SearchBatch call (the sidecar's default limits.max_batch)
+
+# one query's outcome: its output line without qid, or (status code, message)
+Outcome = dict[str, Any] | tuple[str, str]
+
+
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
+    """Queries go in batches (SearchBatch through --server, search_batch in-process): one
+    encoder batch and one ANN call per group of compatible queries, each answered alone."""
     queries = read_queries(Path(args.queries))
     root = Path(args.queries).parent
-    search = _remote(args) if args.server else _local(config)
+    run_batch = _remote(args) if args.server else _local(config)
+    lines: dict[int, dict[str, Any]] = {}
     failed: Counter[str] = Counter()
     first_failure = ""
+
+    def record(number: int, qid: Any, outcome: Outcome) -> None:
+        nonlocal first_failure
+        if isinstance(outcome, tuple):
+            code, message = outcome
+            lines[number] = error_line(qid, number, code, message)
+            failed[code] += 1
+            first_failure = first_failure or f"line {number}: {code} {message}"
+        else:
+            lines[number] = {"qid": qid, **outcome}
+
+    ready = []
+    for number, data in queries:
+        params = SearchParams(
+            base=args.base or config.base, top_k=args.top_k, filter=data.get("filter", ""),
+            coarse_width=args.coarse_width, candidates=args.candidates,
+            refine=not args.no_refine, rerank=False if args.no_rerank else None,
+            include_self=bool(data.get("include_self", False)))
+        try:
+            ready.append((number, data["qid"], _query(data, root), params))
+        except Exception as exc:  # noqa: BLE001 - one bad query never stops the batch
+            record(number, data["qid"], status_for(exc))
+    for start in range(0, len(ready), BATCH):
+        chunk = ready[start:start + BATCH]
+        for (number, qid, _, _), outcome in zip(chunk, run_batch([(q, p) for _, _, q, p
+                                                                  in chunk]), strict=True):
+            record(number, qid, outcome)
     with open(args.output, "w", encoding="utf-8") as out:
-        for number, data in queries:
-            params = SearchParams(
-                base=args.base or config.base, top_k=args.top_k, filter=data.get("filter", ""),
-                coarse_width=args.coarse_width, candidates=args.candidates,
-                refine=not args.no_refine, rerank=False if args.no_rerank else None,
-                include_self=bool(data.get("include_self", False)))
-            try:
-                line = search(_query(data, root), params, data["qid"])
-            except Exception as exc:  # noqa: BLE001 - one bad query never stops the batch
-                code, message = _status(exc)
-                line = error_line(data["qid"], number, code, message)
-                failed[code] += 1
-                first_failure = first_failure or f"line {number}: {code} {message}"
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        for number in sorted(lines):
+            out.write(json.dumps(lines[number], ensure_ascii=False) + "\n")
     answered = len(queries) - sum(failed.values())
     summary = f"{answered} queries answered, {sum(failed.values())} failed"
     if failed:
@@ -153,21 +178,21 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     return Exit.BAD_INPUT if failed else Exit.OK
 
 
-def _status(error: BaseException) -> tuple[str, str]:
-    """(code, message) of a failed query: the server's own status, or in-process the
-    same table the server maps errors with."""
-    import grpc
-
-    if isinstance(error, grpc.RpcError):
-        return error.code().name, error.details() or ""
-    return status_for(error)
-
-
-def _local(config: Config):  # noqa: ANN202
+def _local(config: Config) -> Callable[[list[tuple[SearchQuery, SearchParams]]], list[Outcome]]:
     from mmsearch.app.wiring import build_pipeline
 
     pipeline: SearchPipeline = build_pipeline(config)
-    return lambda query, params, qid: result_line(qid, pipeline.search(query, params))
+
+    def run(items: list[tuple[SearchQuery, SearchParams]]) -> list[Outcome]:
+        return [status_for(o) if isinstance(o, Exception) else _result_fields(o)
+                for o in pipeline.search_batch(items)]
+    return run
+
+
+def _result_fields(result: SearchResult) -> dict[str, Any]:
+    line = result_line(None, result)
+    del line["qid"]
+    return line
 
 
 def retrying_channel(address: str):  # noqa: ANN201 - grpc.Channel
@@ -180,14 +205,17 @@ def retrying_channel(address: str):  # noqa: ANN201 - grpc.Channel
                                                    ("grpc.service_config", policy)])
 
 
-def _remote(args: argparse.Namespace):  # noqa: ANN202
+def _remote(args: argparse.Namespace
+            ) -> Callable[[list[tuple[SearchQuery, SearchParams]]], list[Outcome]]:
+    import grpc
+
     from mmsearch.rerank.convert import DEGRADED_NAMES
     from mmsearch.v1 import search_pb2 as pb
     from mmsearch.v1 import search_pb2_grpc
 
     stub = search_pb2_grpc.SearchServiceStub(retrying_channel(args.server))
 
-    def run(query: SearchQuery, params: SearchParams, qid: Any) -> dict[str, Any]:
+    def request_of(query: SearchQuery, params: SearchParams) -> pb.SearchRequest:
         options = pb.SearchOptions(refine=params.refine, include_self=params.include_self)
         if params.rerank is not None:
             options.rerank = params.rerank
@@ -196,19 +224,28 @@ def _remote(args: argparse.Namespace):  # noqa: ANN202
         if params.candidates:
             options.candidates = params.candidates
         fields = {"image": query.image, "text": query.text, "id": query.id}
-        request = pb.SearchRequest(base=params.base, top_k=params.top_k, filter=params.filter,
-                                   options=options, query=pb.Query(
-                                       **{k: v for k, v in fields.items() if v is not None}))
-        started = time.perf_counter()
-        reply = stub.Search(request, timeout=60)
+        return pb.SearchRequest(base=params.base, top_k=params.top_k, filter=params.filter,
+                                options=options, query=pb.Query(
+                                    **{k: v for k, v in fields.items() if v is not None}))
+
+    def line_of(reply: pb.SearchResponse, client_ms: float) -> dict[str, Any]:
         hits = [{"id": h.id, "score": h.score, "stages": {
             k: getattr(h.stages, k) for k in ("ann", "refine", "rerank") if h.stages.HasField(k)}}
             for h in reply.hits]
-        timings = dict(reply.metadata.timings_ms)
-        timings["client_total"] = (time.perf_counter() - started) * 1000
-        line = {"qid": qid, "hits": hits, "timings_ms": timings}
+        line: dict[str, Any] = {"hits": hits, "timings_ms": {**reply.metadata.timings_ms,
+                                                               "client_total": client_ms}}
         if reply.metadata.degraded:
             line["degraded"] = [DEGRADED_NAMES[r] for r in reply.metadata.degraded_reasons]
         return line
-    return run
 
+    def run(items: list[tuple[SearchQuery, SearchParams]]) -> list[Outcome]:
+        started = time.perf_counter()
+        try:
+            reply = stub.SearchBatch(pb.SearchBatchRequest(
+                requests=[request_of(q, p) for q, p in items]), timeout=60 + 2 * len(items))
+        except grpc.RpcError as exc:  # the whole call failed: every query says why
+            return [(exc.code().name, exc.details() or "")] * len(items)
+        client_ms = (time.perf_counter() - started) * 1000
+        return [(item.error.code, item.error.message) if item.HasField("error")
+                else line_of(item.response, client_ms) for item in reply.items]
+    return run
