@@ -19,7 +19,7 @@ from mmsearch.encoders.catalog import DEFAULT_WIDTHS, validate_widths
 from mmsearch.encoders.errors import ConfigError
 from mmsearch.plugin.index_spec import IndexSpec, specs_for
 from mmsearch.plugin.schema import parse_declared_attrs
-from mmsearch.rerank.pipeline import REFINE_IN
+from mmsearch.rerank.fullwidth import REFINE_IN
 
 ENV_PREFIX = "MMSEARCH_"
 TOKEN_ENV = "MMSEARCH_MILVUS_TOKEN"

@@ -84,10 +84,10 @@ def measure(pipeline: Any, layout: Any, queries: np.ndarray) -> dict[str, Any]:
         started = time.perf_counter()
         found = pipeline._ann(layout, 64, [query], CANDIDATES, "", None)[0]
         hits = [Hit(f["id"], f["ann"], f["label"], f["ann"]) for f in found]
-        hits, rows = pipeline._refine(layout, hits, query, True, None)
+        hits, rows = pipeline.full_width.refine(layout, hits, query, True, None)
         head = [h.id for h in hits[:DEPTH] if h.id not in rows]
         if head:  # what the scorer would read
-            rows.update(pipeline._fetch(layout, head, None))
+            rows.update(pipeline.full_width.fetch(layout, head, None))
         times.append((time.perf_counter() - started) * 1000)
     cpu_ms = (cpu_s() - cpu_start) * 1000 / len(queries)
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -20,7 +19,7 @@ from mmsearch.encoders.mrl import at_width, l2_normalize
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.collections import ensure_loaded
 from mmsearch.plugin.connection import Retrying, is_expression_error
-from mmsearch.plugin.expressions import id_problem, ids_expression
+from mmsearch.plugin.expressions import id_problem
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
 from mmsearch.plugin.local_features import decode_local
 from mmsearch.plugin.schema import (
@@ -45,10 +44,12 @@ from mmsearch.rerank.errors import (
     ValidationError,
     shown,
 )
+from mmsearch.rerank.fullwidth import FullWidth
 from mmsearch.rerank.requests import (
     Hit,
     Limits,
     Scorer,
+    SearchJob,
     SearchParams,
     SearchQuery,
     SearchResult,
@@ -57,9 +58,6 @@ from mmsearch.rerank.shaping import above_min_score, best_per_group, check_outpu
 from mmsearch.rerank.timing import StageTimer
 
 MAX_FILTER_CHARS = 4096
-# where exact full-width scoring runs; sidecar measured faster on Milvus Lite and on the
-# Milvus 2.3.5 server (benchmarks/results/refine_paths_*.md)
-REFINE_IN = ("sidecar", "milvus")
 GROUP_WIDENING = 4  # default candidates per wanted hit when grouping
 T = TypeVar("T")
 
@@ -70,11 +68,10 @@ class SearchPipeline:
                  scorer: Scorer | None = None, refine_in: str = "sidecar") -> None:
         if coarse_width not in widths:
             raise ValueError(f"coarse width {coarse_width} is not one of {widths}")
-        if refine_in not in REFINE_IN:
-            raise ValueError(f"refine_in {refine_in!r} is not one of {REFINE_IN}")
         self.encoder, self.milvus, self.widths = encoder, milvus, widths
         self.specs, self.limits = specs, limits
         self.coarse_width, self.scorer, self.refine_in = coarse_width, scorer, refine_in
+        self.full_width = FullWidth(self._milvus, specs, refine_in)
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
         self._stored_fields: dict[str, set[str]] = {}  # base -> label + its attr fields
 
@@ -171,7 +168,7 @@ class SearchPipeline:
                 raise ValidationError("give either an id or image/text, not both", "query")
             if layout is None:
                 raise ValidationError("required for a query by id", "base")
-            rows = self._fetch(layout, [query.id], deadline)
+            rows = self.full_width.fetch(layout, [query.id], deadline)
             if not rows:
                 raise NotFoundError(f"no item {shown(query.id)} in base {layout.base!r}",
                                     "query.id")
@@ -211,58 +208,6 @@ class SearchPipeline:
                   "fields": {name: h.get("entity", {}).get(name) for name in fields}}
                  for h in per_query] for per_query in hits]
 
-    def _fetch(self, layout: Layout, ids: list[str], deadline: float | None = None,
-               with_local: bool = True) -> dict[str, dict[str, Any]]:
-        """Full-width rows by id: the vector, and the local features when the scorer
-        reads them; ids not returned are not stored (deleted since the ANN)."""
-        alias = layout.alias(layout.full_width)
-        expression = ids_expression(ids)
-        fields = ["id", "vector", *(["local"] if with_local else [])]
-        rows = self._milvus("fetch", lambda c, t: c.query(
-            alias, filter=expression, output_fields=fields, timeout=t), deadline)
-        return {row["id"]: row for row in rows}
-
-    def _refine(self, layout: Layout, hits: list[Hit], vector: np.ndarray, rerank: bool,
-                deadline: float | None) -> tuple[list[Hit], dict[str, dict[str, Any]]]:
-        """Exact full-width cosine for every candidate, best first; one deleted since the
-        ANN is dropped. Returns the hits and the rows it fetched (none when Milvus scored)."""
-        ids = [h.id for h in hits]
-        rows: dict[str, dict[str, Any]] = {}
-        if self._refines_in_milvus(layout):
-            cosines = self._milvus_cosines(layout, ids, vector, deadline)
-            # an index may not reach every id of a filtered search: a candidate it left
-            # out is fetched, so only a deleted one is ever dropped
-            missed = [i for i in ids if i not in cosines]
-            if missed:
-                rows = self._fetch(layout, missed, deadline, with_local=rerank)
-        else:
-            rows = self._fetch(layout, ids, deadline, with_local=rerank)
-            cosines = {}
-        for item, row in rows.items():
-            cosines[item] = float(l2_normalize(np.asarray(row["vector"], np.float32)) @ vector)
-        kept = [h for h in hits if h.id in cosines]
-        for hit in kept:
-            hit.refine = hit.score = cosines[hit.id]
-        kept.sort(key=lambda h: -h.score)
-        return kept, rows
-
-    def _refines_in_milvus(self, layout: Layout) -> bool:
-        """`milvus`: a search restricted to the candidates' ids, so only scores travel;
-        `sidecar`: fetch the vectors. Never Milvus for an L2 index (not cosines)."""
-        return (self.refine_in == "milvus"
-                and self.specs[layout.full_width].metric_type in ("IP", "COSINE"))
-
-    def _milvus_cosines(self, layout: Layout, ids: list[str], vector: np.ndarray,
-                        deadline: float | None) -> dict[str, float]:
-        width = layout.full_width
-        found = self._milvus("refine", lambda c, t: c.search(
-            layout.alias(width), data=[vector.tolist()], limit=len(ids),
-            filter=ids_expression(ids), output_fields=[],
-            search_params=search_params_for(self.specs[width], len(ids)), timeout=t),
-            deadline)
-        return {h["id"]: float(h["distance"]) for h in found[0]}
-
-    # -- the whole request ------------------------------------------------------------
     def search(self, query: SearchQuery, params: SearchParams) -> SearchResult:
         outcome = self.search_batch([(query, params)])[0]
         if isinstance(outcome, Exception):
@@ -275,7 +220,7 @@ class SearchPipeline:
         call per group of requests that share base, width, filter, limit and fields; then
         each request's own refine, rerank and shaping. A request that fails, or whose
         deadline passes, fails alone (its slot holds the error)."""
-        jobs = [_Job(query, params) for query, params in requests]
+        jobs = [SearchJob(query, params) for query, params in requests]
         self._each(jobs, self._prepare)
         self._encode_all([j for j in jobs if j.error is None])
         self._ann_all([j for j in jobs if j.error is None])
@@ -283,7 +228,7 @@ class SearchPipeline:
         return [job.error if job.error is not None else job.result for job in jobs]
 
     @staticmethod
-    def _each(jobs: list[_Job], step: Callable[[_Job], None]) -> None:
+    def _each(jobs: list[SearchJob], step: Callable[[SearchJob], None]) -> None:
         for job in jobs:
             if job.error is None:
                 try:
@@ -291,7 +236,7 @@ class SearchPipeline:
                 except Exception as exc:  # noqa: BLE001 - that request fails alone
                     job.error = exc
 
-    def _prepare(self, job: _Job) -> None:
+    def _prepare(self, job: SearchJob) -> None:
         params = job.params
         job.layout, job.width, job.candidates, job.rerank = self._check(params)
         job.timed = StageTimer(job.result.timings_ms, params.deadline)
@@ -304,7 +249,7 @@ class SearchPipeline:
                             job.layout.base, job.fields,
                             "options.group_by" if params.group_by else "")
 
-    def _encode_all(self, jobs: list[_Job]) -> None:
+    def _encode_all(self, jobs: list[SearchJob]) -> None:
         """Queries by id read their stored vector; the rest are encoded in one batch."""
         by_id = [j for j in jobs if j.query.id is not None]
         content = [j for j in jobs if j.query.id is None]
@@ -335,19 +280,19 @@ class SearchPipeline:
                 job.query_local = encoded.local[k] if encoded.has_local[k] else None
                 job.result.timings_ms["encode"] = elapsed
 
-    def _has_content(self, job: _Job) -> bool:
+    def _has_content(self, job: SearchJob) -> bool:
         if job.query.image is None and job.query.text is None:
             job.error = ValidationError("empty query: give image, text, or id", "query")
             return False
         return True
 
-    def _timed_vector(self, job: _Job) -> None:
+    def _timed_vector(self, job: SearchJob) -> None:
         with job.timed("encode"):
             job.vector, job.query_local = self._query_vector(
                 job.query, job.layout, job.result.notes, job.params.deadline)
 
-    def _ann_all(self, jobs: list[_Job]) -> None:
-        groups: dict[tuple, list[_Job]] = {}
+    def _ann_all(self, jobs: list[SearchJob]) -> None:
+        groups: dict[tuple, list[SearchJob]] = {}
         for job in jobs:
             skip_self = job.query.id is not None and not job.params.include_self
             job.limit = job.candidates + int(skip_self)
@@ -360,7 +305,7 @@ class SearchPipeline:
                 for job in group:
                     job.error = exc
 
-    def _ann_group(self, group: list[_Job]) -> None:
+    def _ann_group(self, group: list[SearchJob]) -> None:
         first = group[0]
         deadlines = [j.params.deadline for j in group]
         deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
@@ -374,7 +319,7 @@ class SearchPipeline:
             if len(group) > 1:  # the shared call ran to the group's latest deadline
                 job.timed.check("refine")
 
-    def _finish(self, job: _Job) -> None:
+    def _finish(self, job: SearchJob) -> None:
         params, result, timed = job.params, job.result, job.timed
         skip_self = job.query.id is not None and not params.include_self
         hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"])
@@ -385,7 +330,7 @@ class SearchPipeline:
         if hits and params.refine:
             timed.check("refine")
             with timed("refine"):
-                hits, rows = self._refine(job.layout, hits, job.vector, job.rerank,
+                hits, rows = self.full_width.refine(job.layout, hits, job.vector, job.rerank,
                                           params.deadline)
         if hits and job.rerank:
             self._rerank(job.layout, hits, rows, job.vector, job.query_local, timed, result,
@@ -417,7 +362,7 @@ class SearchPipeline:
                                       "id", "base")
             layout = self._layout(params.base)
             self._verify_base(layout, params.deadline)
-        rows = self._fetch(layout, by_id, params.deadline) if by_id and layout else {}
+        rows = self.full_width.fetch(layout, by_id, params.deadline) if by_id and layout else {}
         result = RerankResult(results=[], candidates=len(candidates))
         timed = StageTimer(result.timings_ms, params.deadline)
         with timed("encode"):
@@ -457,7 +402,7 @@ class SearchPipeline:
         if missing:
             timed.check("rerank")
             with timed("fetch"):
-                rows.update(self._fetch(layout, missing, deadline))
+                rows.update(self.full_width.fetch(layout, missing, deadline))
         head = [h for h in head if h.id in rows]  # deleted since the ANN: dropped
         unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32)) for h in head}
         self._rerank_head(head, rows, unit, query, query_local, timed)
@@ -482,24 +427,3 @@ class SearchPipeline:
         has = np.asarray([d is not None for d in decoded])
         empty = np.zeros((spec.cells, spec.dim), np.float32)
         return np.stack([d if d is not None else empty for d in decoded]), has
-
-
-@dataclass
-class _Job:
-    """One request's way through search_batch."""
-
-    query: SearchQuery
-    params: SearchParams
-    result: SearchResult = field(default_factory=lambda: SearchResult(hits=[]))
-    started: float = field(default_factory=time.perf_counter)
-    error: Exception | None = None
-    layout: Layout = field(init=False)
-    width: int = 0
-    candidates: int = 0
-    limit: int = 0
-    rerank: bool = False
-    fields: tuple[str, ...] = ()
-    timed: StageTimer = field(init=False)
-    vector: np.ndarray = field(init=False)
-    query_local: np.ndarray | None = None
-    found: list[dict[str, Any]] = field(default_factory=list)

@@ -3,10 +3,14 @@ result and limit types, and the scorer it calls."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from mmsearch.plugin.schema import Layout
+from mmsearch.rerank.timing import StageTimer
 
 
 class Scorer(Protocol):
@@ -74,3 +78,24 @@ class SearchResult:
     candidates: int = 0
     notes: list[str] = field(default_factory=list)
     min_score_applied: bool = False
+
+
+@dataclass
+class SearchJob:
+    """One request's way through search_batch."""
+
+    query: SearchQuery
+    params: SearchParams
+    result: SearchResult = field(default_factory=lambda: SearchResult(hits=[]))
+    started: float = field(default_factory=time.perf_counter)
+    error: Exception | None = None
+    layout: Layout = field(init=False)
+    width: int = 0
+    candidates: int = 0
+    limit: int = 0
+    rerank: bool = False
+    fields: tuple[str, ...] = ()
+    timed: StageTimer = field(init=False)
+    vector: np.ndarray = field(init=False)
+    query_local: np.ndarray | None = None
+    found: list[dict[str, Any]] = field(default_factory=list)

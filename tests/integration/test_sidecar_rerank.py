@@ -153,8 +153,8 @@ def test_refine_in_milvus_and_in_the_sidecar_return_the_same_hits(stack: dict) -
 
     paths = {where: replace_scorer(stack["pipeline"], stack["scorer"], where)
              for where in ("milvus", "sidecar")}
-    assert paths["milvus"]._refines_in_milvus(paths["milvus"]._layout("items"))
-    assert not paths["sidecar"]._refines_in_milvus(paths["sidecar"]._layout("items"))
+    assert paths["milvus"].full_width.refines_in_milvus(paths["milvus"]._layout("items"))
+    assert not paths["sidecar"].full_width.refines_in_milvus(paths["sidecar"]._layout("items"))
     cases = [(SearchQuery(text="green cat"), {}), (SearchQuery(id="item-3"), {}),
              (SearchQuery(text="red face"), {"filter": 'category == "a"'}),
              (SearchQuery(text="blue dog"), {"rerank": False}),

@@ -1,0 +1,82 @@
+"""A base's full-width collection as the pipeline reads it: rows by id (vectors, local
+features) and exact full-width cosines of candidates, scored here or in Milvus."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+from mmsearch.encoders.mrl import l2_normalize
+from mmsearch.plugin.expressions import ids_expression
+from mmsearch.plugin.index_spec import IndexSpec, search_params_for
+from mmsearch.plugin.schema import Layout
+from mmsearch.rerank.requests import Hit
+
+T = TypeVar("T")
+# where exact full-width scoring runs; sidecar measured faster on Milvus Lite and on the
+# Milvus 2.3.5 server (benchmarks/results/refine_paths_*.md)
+REFINE_IN = ("sidecar", "milvus")
+# one Milvus call inside a request's deadline: (what, fn(client, timeout), deadline)
+Call = Callable[[str, Callable[[Any, float | None], Any], float | None], Any]
+
+
+class FullWidth:
+    def __init__(self, call: Call, specs: Mapping[int, IndexSpec], refine_in: str) -> None:
+        if refine_in not in REFINE_IN:
+            raise ValueError(f"refine_in {refine_in!r} is not one of {REFINE_IN}")
+        self.call, self.specs, self.refine_in = call, specs, refine_in
+
+    def fetch(self, layout: Layout, ids: list[str], deadline: float | None = None,
+               with_local: bool = True) -> dict[str, dict[str, Any]]:
+        """Full-width rows by id: the vector, and the local features when the scorer
+        reads them; ids not returned are not stored (deleted since the ANN)."""
+        alias = layout.alias(layout.full_width)
+        expression = ids_expression(ids)
+        fields = ["id", "vector", *(["local"] if with_local else [])]
+        rows = self.call("fetch", lambda c, t: c.query(
+            alias, filter=expression, output_fields=fields, timeout=t), deadline)
+        return {row["id"]: row for row in rows}
+
+    def refine(self, layout: Layout, hits: list[Hit], vector: np.ndarray, rerank: bool,
+                deadline: float | None) -> tuple[list[Hit], dict[str, dict[str, Any]]]:
+        """Exact full-width cosine for every candidate, best first; one deleted since the
+        ANN is dropped. Returns the hits and the rows it fetched (none when Milvus scored)."""
+        ids = [h.id for h in hits]
+        rows: dict[str, dict[str, Any]] = {}
+        if self.refines_in_milvus(layout):
+            cosines = self._milvus_cosines(layout, ids, vector, deadline)
+            # an index may not reach every id of a filtered search: a candidate it left
+            # out is fetched, so only a deleted one is ever dropped
+            missed = [i for i in ids if i not in cosines]
+            if missed:
+                rows = self.fetch(layout, missed, deadline, with_local=rerank)
+        else:
+            rows = self.fetch(layout, ids, deadline, with_local=rerank)
+            cosines = {}
+        for item, row in rows.items():
+            cosines[item] = float(l2_normalize(np.asarray(row["vector"], np.float32)) @ vector)
+        kept = [h for h in hits if h.id in cosines]
+        for hit in kept:
+            hit.refine = hit.score = cosines[hit.id]
+        kept.sort(key=lambda h: -h.score)
+        return kept, rows
+
+    def refines_in_milvus(self, layout: Layout) -> bool:
+        """`milvus`: a search restricted to the candidates' ids, so only scores travel;
+        `sidecar`: fetch the vectors. Never Milvus for an L2 index (not cosines)."""
+        return (self.refine_in == "milvus"
+                and self.specs[layout.full_width].metric_type in ("IP", "COSINE"))
+
+    def _milvus_cosines(self, layout: Layout, ids: list[str], vector: np.ndarray,
+                        deadline: float | None) -> dict[str, float]:
+        width = layout.full_width
+        found = self.call("refine", lambda c, t: c.search(
+            layout.alias(width), data=[vector.tolist()], limit=len(ids),
+            filter=ids_expression(ids), output_fields=[],
+            search_params=search_params_for(self.specs[width], len(ids)), timeout=t),
+            deadline)
+        return {h["id"]: float(h["distance"]) for h in found[0]}
+
+    # -- the whole request ------------------------------------------------------------
