@@ -48,6 +48,7 @@ func main() {
 	id := flag.String("id", "", "query by stored item id")
 	topK := flag.Int("top-k", 5, "hits to return")
 	fields := flag.String("fields", "", "comma-separated stored fields to return (label, attrs)")
+	batch := flag.Bool("batch", false, "also send the query and a bad one in one SearchBatch")
 	token := flag.String("token", os.Getenv("MMSEARCH_CLIENT_TOKEN"), "bearer token, if the sidecar wants one")
 	flag.Parse()
 	if (*text == "") == (*id == "") {
@@ -95,6 +96,22 @@ func main() {
 			Source: &pb.RerankCandidate_Id{Id: hit.Id}})
 	}
 	fmt.Printf("timings ms: %v\n", reply.Metadata.TimingsMs)
+	if *batch {
+		missing := "no-such-item"
+		batched, err := pb.NewSearchServiceClient(conn).SearchBatch(ctx, &pb.SearchBatchRequest{
+			Requests: []*pb.SearchRequest{request, {Base: *base, TopK: int32(*topK),
+				Query: &pb.Query{Id: &missing}}}})
+		if err != nil {
+			fail("SearchBatch", err)
+		}
+		for i, item := range batched.Items {
+			if e := item.GetError(); e != nil {
+				fmt.Printf("batch %d\terror\t%s\n", i, e.Code)
+			} else {
+				fmt.Printf("batch %d\thits\t%d\n", i, len(item.GetResponse().Hits))
+			}
+		}
+	}
 
 	reranked, err := pb.NewRerankServiceClient(conn).Rerank(ctx, &pb.RerankRequest{
 		Base: *base, Query: query, Candidates: candidates})

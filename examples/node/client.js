@@ -70,6 +70,14 @@ async function main() {
       { base: args.base, query, candidates, top_k: 0 }, metadata);
     rerank = reply.results.map((r) => ({ index: r.index, id: r.id, score: r.score }));
   }
+  // many queries in one call: each item answers or fails alone
+  const batch = await call(new v1.SearchService(args.address, credentials, CHANNEL_OPTIONS),
+    'SearchBatch', { requests: [
+      { base: args.base, top_k: args.topK, query },
+      { base: args.base, top_k: args.topK, query: { id: 'no-such-item' } },
+    ] }, metadata);
+  const batchOutcomes = batch.items.map((item) => (item.outcome === 'error'
+    ? { error: item.error.code } : { hits: item.response.hits.map((h) => h.id) }));
   let badRequest = null;  // how a validation error looks from Node
   try {
     await call(new v1.SearchService(args.address, credentials, CHANNEL_OPTIONS), 'Search',
@@ -81,7 +89,7 @@ async function main() {
     info: { model_id: info.model_id, widths: info.widths, scorer: info.scorer },
     health: status.status, hits, timings_ms: search.metadata.timings_ms,
     timings: search.metadata.timings, min_score_applied: search.metadata.min_score_applied,
-    rerank, badRequest,
+    rerank, badRequest, batch: batchOutcomes,
   }));
 }
 

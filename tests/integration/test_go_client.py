@@ -58,6 +58,13 @@ def test_go_client_search_and_rerank(stack: dict, go_client: Path) -> None:
     assert set(printed) == {"category", "flag", "label", "rank"}
     assert printed["rank"].isdigit() and printed["flag"] in ("true", "false")
     assert printed["category"].startswith('"')  # a string Value, typed end to end
+    batched = subprocess.run([str(go_client), "-addr", f"127.0.0.1:{port}", "-text", "red face",
+                              "-top-k", "3", "-batch"], capture_output=True, text=True,
+                             timeout=60)
+    assert batched.returncode == 0, batched.stderr
+    items = [line.split("\t") for line in batched.stdout.splitlines()
+             if line.startswith("batch ")]
+    assert items == [["batch 0", "hits", "3"], ["batch 1", "error", "NOT_FOUND"]]
 
 
 def test_go_client_reports_grpc_errors(stack: dict, go_client: Path) -> None:

@@ -93,6 +93,8 @@ def test_node_client(stack: dict) -> None:
     assert set(first) == {"label", "category", "rank", "flag"}
     assert isinstance(first["rank"], int) and isinstance(first["flag"], bool)
     assert out["min_score_applied"] is True and out["timings"]["total"] > 0
+    assert out["batch"][0]["hits"] == [h["id"] for h in out["hits"]]  # SearchBatch = Search
+    assert out["batch"][1] == {"error": "NOT_FOUND"}
 
 
 def test_no_refine_keeps_the_ann_order_and_scores(stack: dict) -> None:
