@@ -40,6 +40,15 @@ def deadline_from(request_ms: int | None, grpc_remaining_s: float | None,
     return time.monotonic() + min(budgets) if budgets else None
 
 
+def search_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None,
+                   default_deadline_ms: int | None = None) -> tuple[SearchQuery, SearchParams]:
+    """A SearchRequest (alone or an item of a SearchBatch) as the pipeline's query and params."""
+    if not request.HasField("query"):
+        raise ValidationError("required", "query")
+    return (query_from_pb(request.query),
+            params_from_pb(request, grpc_remaining_s, default_deadline_ms))
+
+
 def params_from_pb(request: pb.SearchRequest, grpc_remaining_s: float | None,
                    default_deadline_ms: int | None = None) -> SearchParams:
     options = request.options

@@ -29,7 +29,7 @@ class FullWidth:
         self.call, self.specs, self.refine_in = call, specs, refine_in
 
     def fetch(self, layout: Layout, ids: list[str], deadline: float | None = None,
-               with_local: bool = True) -> dict[str, dict[str, Any]]:
+              with_local: bool = True) -> dict[str, dict[str, Any]]:
         """Full-width rows by id: the vector, and the local features when the scorer
         reads them; ids not returned are not stored (deleted since the ANN)."""
         alias = layout.alias(layout.full_width)
@@ -40,7 +40,7 @@ class FullWidth:
         return {row["id"]: row for row in rows}
 
     def refine(self, layout: Layout, hits: list[Hit], vector: np.ndarray, rerank: bool,
-                deadline: float | None) -> tuple[list[Hit], dict[str, dict[str, Any]]]:
+               deadline: float | None) -> tuple[list[Hit], dict[str, dict[str, Any]]]:
         """Exact full-width cosine for every candidate, best first; one deleted since the
         ANN is dropped. Returns the hits and the rows it fetched (none when Milvus scored)."""
         ids = [h.id for h in hits]
@@ -55,8 +55,10 @@ class FullWidth:
         else:
             rows = self.fetch(layout, ids, deadline, with_local=rerank)
             cosines = {}
-        for item, row in rows.items():
-            cosines[item] = float(l2_normalize(np.asarray(row["vector"], np.float32)) @ vector)
+        if rows:  # one matrix product over the fetched rows
+            fetched = list(rows)
+            cosines.update(zip(fetched, (unit_vectors(rows, fetched) @ vector).tolist(),
+                               strict=True))
         kept = [h for h in hits if h.id in cosines]
         for hit in kept:
             hit.refine = hit.score = cosines[hit.id]
@@ -79,4 +81,7 @@ class FullWidth:
             deadline)
         return {h["id"]: float(h["distance"]) for h in found[0]}
 
-    # -- the whole request ------------------------------------------------------------
+
+def unit_vectors(rows: Mapping[str, Mapping[str, Any]], ids: list[str]) -> np.ndarray:
+    """(len(ids), width) unit vectors of fetched rows, in the order of ids."""
+    return l2_normalize(np.asarray([rows[i]["vector"] for i in ids], np.float32))

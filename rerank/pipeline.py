@@ -44,7 +44,7 @@ from mmsearch.rerank.errors import (
     ValidationError,
     shown,
 )
-from mmsearch.rerank.fullwidth import FullWidth
+from mmsearch.rerank.fullwidth import FullWidth, unit_vectors
 from mmsearch.rerank.requests import (
     Hit,
     Limits,
@@ -70,7 +70,7 @@ class SearchPipeline:
             raise ValueError(f"coarse width {coarse_width} is not one of {widths}")
         self.encoder, self.milvus, self.widths = encoder, milvus, widths
         self.specs, self.limits = specs, limits
-        self.coarse_width, self.scorer, self.refine_in = coarse_width, scorer, refine_in
+        self.coarse_width, self.scorer = coarse_width, scorer
         self.full_width = FullWidth(self._milvus, specs, refine_in)
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
         self._stored_fields: dict[str, set[str]] = {}  # base -> label + its attr fields
@@ -175,16 +175,33 @@ class SearchPipeline:
             row = rows[query.id]
             return l2_normalize(np.asarray(row["vector"], np.float32)), decode_local(
                 row["local"], self.encoder.config.local)
-        if query.image is None and query.text is None:
-            raise ValidationError("empty query: give image, text, or id", "query")
-        result = self.encoder.encode_items([query.image], [query.text], ["query"])
-        if result.problems:
-            problem = result.problems[0]
+        outcome = self._encode_queries([query], [notes])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _encode_queries(self, queries: list[SearchQuery], notes: list[list[str]]
+                        ) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:
+        """Image/text queries in one encoder batch: (unit vector, local features or None),
+        or the error of each; normalisations go to that query's notes."""
+        out: list[tuple[np.ndarray, np.ndarray | None] | Exception] = [
+            ValidationError("empty query: give image, text, or id", "query")] * len(queries)
+        present = [i for i, q in enumerate(queries) if q.image is not None or q.text is not None]
+        if not present:
+            return out
+        encoded = self.encoder.encode_items([queries[i].image for i in present],
+                                            [queries[i].text for i in present],
+                                            [f"query {i}" for i in present])
+        for problem in encoded.problems:
             field_name = "image" if "image" in problem.field else "text"
-            raise InvalidInputError(field_name, problem.reason, "query")
-        notes += [f"query.text: {n.reason}" for n in result.notes]
-        local = result.local[0] if result.has_local[0] else None
-        return result.at_width(self.encoder.config.width_max)[0], local
+            out[present[problem.index]] = InvalidInputError(field_name, problem.reason, "query")
+        for note in encoded.notes:
+            notes[present[note.index]].append(f"query.text: {note.reason}")
+        vectors = encoded.at_width(self.encoder.config.width_max)
+        for k, index in enumerate(encoded.indices):
+            local = encoded.local[k] if encoded.has_local[k] else None
+            out[present[index]] = (vectors[k], local)
+        return out
 
     def _ann(self, layout: Layout, width: int, vectors: list[np.ndarray], limit: int,
              expr: str, deadline: float | None, fields: tuple[str, ...] = ()
@@ -251,42 +268,22 @@ class SearchPipeline:
 
     def _encode_all(self, jobs: list[SearchJob]) -> None:
         """Queries by id read their stored vector; the rest are encoded in one batch."""
-        by_id = [j for j in jobs if j.query.id is not None]
+        self._each([j for j in jobs if j.query.id is not None], self._stored_vector)
         content = [j for j in jobs if j.query.id is None]
-        self._each(by_id, lambda j: self._timed_vector(j))
-        if len(content) == 1:  # alone: the same path as a query by id
-            self._each(content, lambda j: self._timed_vector(j))
-            return
-        checked = [j for j in content if self._has_content(j)]
-        if not checked:
+        if not content:
             return
         started = time.perf_counter()
-        encoded = self.encoder.encode_items([j.query.image for j in checked],
-                                            [j.query.text for j in checked],
-                                            [f"query {i}" for i in range(len(checked))])
-        vectors = encoded.at_width(self.encoder.config.width_max)
-        row = {index: k for k, index in enumerate(encoded.indices)}
-        for problem in encoded.problems:
-            field_name = "image" if "image" in problem.field else "text"
-            checked[problem.index].error = InvalidInputError(field_name, problem.reason,
-                                                             "query")
-        for note in encoded.notes:
-            checked[note.index].result.notes.append(f"query.text: {note.reason}")
+        outcomes = self._encode_queries([j.query for j in content],
+                                        [j.result.notes for j in content])
         elapsed = (time.perf_counter() - started) * 1000
-        for index, job in enumerate(checked):
-            if index in row:
-                k = row[index]
-                job.vector = vectors[k]
-                job.query_local = encoded.local[k] if encoded.has_local[k] else None
+        for job, outcome in zip(content, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                job.error = outcome
+            else:
+                job.vector, job.query_local = outcome
                 job.result.timings_ms["encode"] = elapsed
 
-    def _has_content(self, job: SearchJob) -> bool:
-        if job.query.image is None and job.query.text is None:
-            job.error = ValidationError("empty query: give image, text, or id", "query")
-            return False
-        return True
-
-    def _timed_vector(self, job: SearchJob) -> None:
+    def _stored_vector(self, job: SearchJob) -> None:
         with job.timed("encode"):
             job.vector, job.query_local = self._query_vector(
                 job.query, job.layout, job.result.notes, job.params.deadline)
@@ -404,19 +401,19 @@ class SearchPipeline:
             with timed("fetch"):
                 rows.update(self.full_width.fetch(layout, missing, deadline))
         head = [h for h in head if h.id in rows]  # deleted since the ANN: dropped
-        unit = {h.id: l2_normalize(np.asarray(rows[h.id]["vector"], np.float32)) for h in head}
-        self._rerank_head(head, rows, unit, query, query_local, timed)
+        if head:
+            self._rerank_head(head, rows, query, query_local, timed)
         hits[:] = head + tail
 
-    def _rerank_head(self, hits: list[Hit], rows: Mapping[str, Any],
-                     unit: Mapping[str, np.ndarray], query: np.ndarray,
+    def _rerank_head(self, hits: list[Hit], rows: Mapping[str, Any], query: np.ndarray,
                      query_local: np.ndarray | None, timed: StageTimer) -> None:
         assert self.scorer is not None
+        vectors = unit_vectors(rows, [h.id for h in hits])
         locals_, has_local = self._locals(hits, rows)
         first_stage = np.asarray([h.score for h in hits], np.float32)  # the last stage run
         with timed("rerank"):
-            scores = self.scorer.rerank(query, query_local, np.stack([unit[h.id] for h in hits]),
-                                        locals_, has_local, first_stage)
+            scores = self.scorer.rerank(query, query_local, vectors, locals_, has_local,
+                                        first_stage)
         for hit, score in zip(hits, scores, strict=True):
             hit.rerank = hit.score = float(score)
         hits.sort(key=lambda h: -h.score)

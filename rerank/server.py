@@ -25,10 +25,9 @@ from mmsearch import __version__
 from mmsearch.encoders.errors import MmsearchError
 from mmsearch.rerank.convert import (
     bad_utf8_field,
-    params_from_pb,
-    query_from_pb,
     rerank_from_pb,
     rerank_response,
+    search_from_pb,
     search_response,
 )
 from mmsearch.rerank.errors import (
@@ -39,6 +38,7 @@ from mmsearch.rerank.errors import (
 )
 from mmsearch.rerank.metrics import SidecarMetrics
 from mmsearch.rerank.pipeline import SearchPipeline
+from mmsearch.rerank.requests import SearchResult
 from mmsearch.v1 import search_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -150,15 +150,16 @@ class Sidecar:
     # -- RPCs -----------------------------------------------------------------------
     def search(self, request: pb.SearchRequest, context: grpc.ServicerContext
                ) -> pb.SearchResponse:
-        if not request.HasField("query"):
-            raise ValidationError("required", "query")
-        params = params_from_pb(request, context.time_remaining(),
-                                self.settings.default_deadline_ms)
-        result = self.pipeline.search(query_from_pb(request.query), params)
+        query, params = search_from_pb(request, context.time_remaining(),
+                                       self.settings.default_deadline_ms)
+        result = self.pipeline.search(query, params)
+        self._observe(result)
+        return search_response(result, self.pipeline.encoder.model_id)
+
+    def _observe(self, result: SearchResult) -> None:
         if self.metrics:
             self.metrics.observe_search(result.timings_ms, result.candidates,
                                         result.degraded_reasons)
-        return search_response(result, self.pipeline.encoder.model_id)
 
     def search_batch(self, request: pb.SearchBatchRequest, context: grpc.ServicerContext
                      ) -> pb.SearchBatchResponse:
@@ -170,10 +171,8 @@ class Sidecar:
         remaining = context.time_remaining()
         for index, item in enumerate(request.requests):
             try:
-                if not item.HasField("query"):
-                    raise ValidationError("required", "query")
-                params = params_from_pb(item, remaining, self.settings.default_deadline_ms)
-                runnable.append((index, query_from_pb(item.query), params))
+                runnable.append((index, *search_from_pb(item, remaining,
+                                                        self.settings.default_deadline_ms)))
             except Exception as exc:  # noqa: BLE001 - one bad item fails alone
                 items[index] = self._item_error(exc)
         outcomes = self.pipeline.search_batch([(q, p) for _, q, p in runnable])
@@ -183,9 +182,7 @@ class Sidecar:
                 items[index] = self._item_error(outcome)
             else:
                 items[index] = pb.SearchBatchItem(response=search_response(outcome, model_id))
-                if self.metrics:
-                    self.metrics.observe_search(outcome.timings_ms, outcome.candidates,
-                                                outcome.degraded_reasons)
+                self._observe(outcome)
         return pb.SearchBatchResponse(items=items)
 
     @staticmethod
