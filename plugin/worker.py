@@ -315,17 +315,18 @@ class IngestWorker:
                     deletions.append(result)
                 else:
                     candidates.append(result)
-        stored = self._stored([d.id for d in deletions])
-        deleting = {"deletions": [d.id for d in deletions if d.id in stored],
-                    "not_stored": sum(d.id not in stored for d in deletions)}
         if candidates and self.attrs is None:
             self._ensure(infer_attrs(candidates))
         if self.attrs is not None:
             checked = [(c, check_attrs(c, self.attrs)) for c in candidates]
             rejections += [r for _, r in checked if r is not None]
             candidates = [c for c, r in checked if r is None]
-        with self._stage("hash lookup"):
-            changed, unchanged = self._split_unchanged(candidates)
+        with self._stage("hash lookup"):  # one lookup for the upserts and the deletes
+            stored = self._stored_hashes([c.id for c in candidates] + [d.id for d in deletions])
+        changed = [c for c in candidates if stored.get(c.id) != c.content_hash]
+        unchanged = len(candidates) - len(changed)
+        deleting = {"deletions": [d.id for d in deletions if d.id in stored],
+                    "not_stored": sum(d.id not in stored for d in deletions)}
         if not changed:
             return PreparedBatch(len(records), sorted(rejections, key=lambda r: r.line), [],
                                  None, unchanged, **deleting)
@@ -341,15 +342,15 @@ class IngestWorker:
                              [changed[i] for i in embeddings.indices], embeddings, unchanged,
                              **deleting)
 
-    def _stored(self, ids: list[str]) -> set[str]:
-        """Which of these ids the base holds (the full width is written last)."""
+    def _stored_hashes(self, ids: list[str]) -> dict[str, str]:
+        """{id: content_hash} of the ids the base holds (the full width is written last)."""
         alias = self.options.layout.alias(self.options.layout.full_width)
         if not ids or self.collections.get(alias) is None:  # no base yet: nothing stored
-            return set()
-        rows = self.milvus.call("query ids", lambda c: c.query(
-            alias, filter=ids_expression(ids), output_fields=["id"],
+            return {}
+        rows = self.milvus.call("query hashes", lambda c: c.query(
+            alias, filter=ids_expression(ids), output_fields=["id", "content_hash"],
             timeout=self.milvus.timeout))
-        return {row["id"] for row in rows}
+        return {row["id"]: row["content_hash"] for row in rows}
 
     def _delete(self, ids: list[str]) -> None:
         """From every width, the full width last (its row is what 'stored' means), so a
@@ -360,19 +361,6 @@ class IngestWorker:
             with self._stage(f"delete d{width}"):
                 self.milvus.call(f"delete {alias}", lambda c, a=alias: c.delete(
                     a, filter=ids_expression(ids), timeout=self.milvus.timeout))
-
-    def _split_unchanged(self, candidates: list[Candidate]) -> tuple[list[Candidate], int]:
-        if not candidates:
-            return [], 0
-        alias = self.options.layout.alias(self.options.layout.full_width)
-        ids = [c.id for c in candidates]
-        expression = ids_expression(ids)
-        rows = self.milvus.call("query hashes", lambda c: c.query(
-            alias, filter=expression, output_fields=["id", "content_hash"],
-            timeout=self.milvus.timeout))
-        stored = {row["id"]: row["content_hash"] for row in rows}
-        changed = [c for c in candidates if stored.get(c.id) != c.content_hash]
-        return changed, len(candidates) - len(changed)
 
     def _write(self, items: list[Candidate], embeddings: Embeddings) -> int:
         if not items:
