@@ -27,7 +27,7 @@ from mmsearch.app.config import (
     load_config,
     project_path,
 )
-from mmsearch.app.exits import exit_code_for
+from mmsearch.app.exits import EXIT_HELP, exit_code_for
 from mmsearch.app.logs import setup_logging
 from mmsearch.encoders.errors import UsageError, check_at_least
 
@@ -87,8 +87,7 @@ def _train_manifests(parser: argparse.ArgumentParser) -> None:
 
 def _plugin_parsers(sub: Any) -> None:
     ingest = sub.add_parser("ingest", help="encode items into one Milvus collection per width",
-                            description="Exit codes: 0 done, 1 bad input/config/model, "
-                            "3 Milvus unavailable after retries (re-run to resume).")
+                            description=EXIT_HELP)
     _common(ingest, milvus=True)
     source = ingest.add_mutually_exclusive_group(required=True)
     source.add_argument("--manifest", help="JSONL or Parquet manifest, or a folder of images")
@@ -109,8 +108,7 @@ def _plugin_parsers(sub: Any) -> None:
 
     delete = sub.add_parser("delete", help="remove items from every width of a base "
                             "(checkpointed like ingest; an id not stored is counted)",
-                            description="Exit codes: 0 done, 1 bad input/config/model, "
-                            "2 usage, 3 Milvus unavailable after retries (re-run to resume).")
+                            description=EXIT_HELP)
     _common(delete, milvus=True)
     delete.add_argument("--ids", required=True, help="file of ids, one per line, or - for stdin")
     delete.add_argument("--base", help="base name (default: config)")
@@ -227,7 +225,7 @@ def _index_parsers(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmsearch", description=(
         "Multimodal (image + text) search for Milvus: Matryoshka-width ingestion and a "
-        "gRPC rerank sidecar."))
+        "gRPC rerank sidecar."), epilog=EXIT_HELP)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="json: one object per line (ts, level, logger, message)")

@@ -24,6 +24,11 @@ class Exit(IntEnum):
     MILVUS_UNAVAILABLE = 3
 
 
+# the table in one line, for every command's --help
+EXIT_HELP = ("Exit codes: 0 done, 1 bad input/config/model, 2 usage, 3 Milvus unavailable "
+             "after retries (re-run the same command to resume).")
+
+
 def exit_code_for(error: BaseException) -> Exit | None:
     """The exit code of an expected error, or None for a bug (the traceback is kept)."""
     if isinstance(error, UsageError):

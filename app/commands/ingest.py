@@ -1,8 +1,5 @@
-"""Command handlers for `mmsearch ingest`, `mmsearch collections`, `mmsearch lite-server`.
-
-Exit codes: 0 done; 1 bad input/config/model; 3 Milvus unavailable after retries (re-run
-the same command to resume from the checkpoint).
-"""
+"""Command handlers for `mmsearch ingest`, `mmsearch delete`, `mmsearch collections`,
+`mmsearch lite-server` (exit codes: mmsearch.app.exits)."""
 
 from __future__ import annotations
 
@@ -19,6 +16,7 @@ from typing import Any
 from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
 from mmsearch.app.wiring import layout_of, load_configured_encoder, milvus_target
+from mmsearch.encoders.data.records import ItemRecord, manifest_line, write_manifest
 from mmsearch.encoders.errors import MmsearchError, UsageError, check_at_least
 from mmsearch.plugin.collections import describe_base, drop_base, ensure_collections, existing_attrs
 from mmsearch.plugin.connection import Retrying, milvus_lite_executable
@@ -58,14 +56,12 @@ def cmd_delete(args: argparse.Namespace, config: Config) -> int:
         text = source.read() if source else Path(args.ids).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError("--ids", f"cannot read {args.ids}: {exc}") from None
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    deletes = [ItemRecord(line.strip(), None, None, None, None, op="delete")
+               for line in text.splitlines() if line.strip()]
     options = _options(args, config)
-    lines = "".join(json.dumps({"id": i, "op": "delete"}, ensure_ascii=False) + "\n"
-                    for i in ids)
-    digest = hashlib.sha256(lines.encode()).hexdigest()[:16]
+    digest = hashlib.sha256("".join(map(manifest_line, deletes)).encode()).hexdigest()[:16]
     manifest = options.state_dir / "deletes" / f"delete-{digest}.jsonl"
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(lines, encoding="utf-8")
+    write_manifest(manifest, deletes)  # the item format, written atomically
     worker = IngestWorker(load_configured_encoder(config), Retrying(milvus_target(config)),
                           options)
     _ingest_one(worker, manifest)
