@@ -52,9 +52,12 @@ class DropReported(logging.Filter):
 
 
 class RepeatLimit(logging.Filter):
-    """The same warning (logger, level, text) at most once per window: a Milvus outage
-    under load would otherwise write one line per request. The next line after the window
-    says how many were held back."""
+    """The same warning at most once per window: a Milvus outage under load would
+    otherwise write one line per request. "The same" is logger, level and message template
+    (not the formatted text, which carries each request's id); the next line after the
+    window says how many were held back."""
+
+    MAX_KEYS = 1000  # past this, keys idle for a window are forgotten (bounded memory)
 
     def __init__(self, window_s: float = 10.0) -> None:
         super().__init__()
@@ -64,8 +67,10 @@ class RepeatLimit(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or record.exc_info:
             return True
-        key = (record.name, record.levelno, record.getMessage())
+        key = (record.name, record.levelno, str(record.msg))
         now = time.monotonic()
+        if len(self._last) > self.MAX_KEYS:
+            self._last = {k: v for k, v in self._last.items() if now - v[0] < self.window_s}
         last, held = self._last.get(key, (-1e18, 0))
         if now - last < self.window_s:
             self._last[key] = (last, held + 1)

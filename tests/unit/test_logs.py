@@ -63,3 +63,17 @@ def test_repeated_warnings_are_held_back_and_counted() -> None:
     time.sleep(0.25)
     after = record("Milvus unavailable")
     assert limit.filter(after) and "4 more like this" in after.getMessage()
+
+
+def test_repeats_are_keyed_by_template_so_request_ids_do_not_defeat_the_limit() -> None:
+    from mmsearch.app.logs import RepeatLimit
+
+    limit = RepeatLimit(window_s=60)
+
+    def warning(request_id: str) -> logging.LogRecord:
+        return logging.LogRecord("mmsearch.rerank.server", logging.WARNING, __file__, 1,
+                                 "request %s Search: %s", (request_id, "UNAVAILABLE"), None)
+
+    passed = [limit.filter(warning(f"r{i}")) for i in range(50)]
+    assert passed == [True] + [False] * 49
+    assert len(limit._last) == 1
