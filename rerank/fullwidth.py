@@ -43,27 +43,38 @@ class FullWidth:
                deadline: float | None) -> tuple[list[Hit], dict[str, dict[str, Any]]]:
         """Exact full-width cosine for every candidate, best first; one deleted since the
         ANN is dropped. Returns the hits and the rows it fetched (none when Milvus scored)."""
-        ids = [h.id for h in hits]
-        rows: dict[str, dict[str, Any]] = {}
+        return self.refine_many(layout, [(hits, vector)], rerank, deadline)[0]
+
+    def refine_many(self, layout: Layout, lists: list[tuple[list[Hit], np.ndarray]],
+                    rerank: bool, deadline: float | None
+                    ) -> list[tuple[list[Hit], dict[str, dict[str, Any]]]]:
+        """refine for several queries of one base: fetching the vectors is one call for the
+        union of their candidates (shared rows), scoring in Milvus one search per query."""
+        cosines: list[dict[str, float]] = [{} for _ in lists]
+        wanted: list[str] = []
         if self.refines_in_milvus(layout):
-            cosines = self._milvus_cosines(layout, ids, vector, deadline)
-            # an index may not reach every id of a filtered search: a candidate it left
-            # out is fetched, so only a deleted one is ever dropped
-            missed = [i for i in ids if i not in cosines]
-            if missed:
-                rows = self.fetch(layout, missed, deadline, with_local=rerank)
+            for scores, (hits, vector) in zip(cosines, lists, strict=True):
+                scores.update(self._milvus_cosines(layout, [h.id for h in hits], vector,
+                                                   deadline))
+                # an index may not reach every id of a filtered search: a candidate it
+                # left out is fetched, so only a deleted one is ever dropped
+                wanted += [h.id for h in hits if h.id not in scores]
         else:
-            rows = self.fetch(layout, ids, deadline, with_local=rerank)
-            cosines = {}
-        if rows:  # one matrix product over the fetched rows
-            fetched = list(rows)
-            cosines.update(zip(fetched, (unit_vectors(rows, fetched) @ vector).tolist(),
-                               strict=True))
-        kept = [h for h in hits if h.id in cosines]
-        for hit in kept:
-            hit.refine = hit.score = cosines[hit.id]
-        kept.sort(key=lambda h: -h.score)
-        return kept, rows
+            wanted = [h.id for hits, _ in lists for h in hits]
+        rows = self.fetch(layout, list(dict.fromkeys(wanted)), deadline,
+                          with_local=rerank) if wanted else {}
+        out = []
+        for scores, (hits, vector) in zip(cosines, lists, strict=True):
+            fetched = [h.id for h in hits if h.id not in scores and h.id in rows]
+            if fetched:  # one matrix product over this query's fetched rows
+                scores.update(zip(fetched, (unit_vectors(rows, fetched) @ vector).tolist(),
+                                  strict=True))
+            kept = [h for h in hits if h.id in scores]
+            for hit in kept:
+                hit.refine = hit.score = scores[hit.id]
+            kept.sort(key=lambda h: -h.score)
+            out.append((kept, rows))
+        return out
 
     def refines_in_milvus(self, layout: Layout) -> bool:
         """`milvus`: a search restricted to the candidates' ids, so only scores travel;

@@ -44,12 +44,20 @@ from mmsearch.rerank.errors import (
     ValidationError,
     shown,
 )
-from mmsearch.rerank.fullwidth import FullWidth, unit_vectors
+from mmsearch.rerank.fullwidth import FullWidth
+from mmsearch.rerank.head import HeadRerank
+from mmsearch.rerank.jobs import (
+    SearchJob,
+    by_base,
+    each,
+    fail_together,
+    latest_deadline,
+    live,
+)
 from mmsearch.rerank.requests import (
     Hit,
     Limits,
     Scorer,
-    SearchJob,
     SearchParams,
     SearchQuery,
     SearchResult,
@@ -72,6 +80,8 @@ class SearchPipeline:
         self.specs, self.limits = specs, limits
         self.coarse_width, self.scorer = coarse_width, scorer
         self.full_width = FullWidth(self._milvus, specs, refine_in)
+        self.head = None if scorer is None else HeadRerank(
+            scorer, self.full_width, limits.rerank_depth, encoder.config.local)
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
         self._stored_fields: dict[str, set[str]] = {}  # base -> label + its attr fields
 
@@ -235,23 +245,20 @@ class SearchPipeline:
                      ) -> list[SearchResult | Exception]:
         """Many searches as batches: one encoder batch for every image/text query, one ANN
         call per group of requests that share base, width, filter, limit and fields; then
-        each request's own refine, rerank and shaping. A request that fails, or whose
-        deadline passes, fails alone (its slot holds the error)."""
+        fetch of the union of candidates per base for refine, one scorer run for every
+        head; then each request's own shaping. A request that fails, or whose deadline
+        passes, fails alone (its slot holds the error); a shared Milvus call that fails
+        fails the requests that shared it."""
         jobs = [SearchJob(query, params) for query, params in requests]
-        self._each(jobs, self._prepare)
-        self._encode_all([j for j in jobs if j.error is None])
-        self._ann_all([j for j in jobs if j.error is None])
-        self._each(jobs, self._finish)
+        each(jobs, self._prepare)
+        self._encode_all(live(jobs))
+        self._ann_all(live(jobs))
+        each(jobs, self._candidates)
+        self._refine_all(live(jobs))
+        if self.head is not None:
+            self.head.run(live(jobs))
+        each(jobs, self._shape)
         return [job.error if job.error is not None else job.result for job in jobs]
-
-    @staticmethod
-    def _each(jobs: list[SearchJob], step: Callable[[SearchJob], None]) -> None:
-        for job in jobs:
-            if job.error is None:
-                try:
-                    step(job)
-                except Exception as exc:  # noqa: BLE001 - that request fails alone
-                    job.error = exc
 
     def _prepare(self, job: SearchJob) -> None:
         params = job.params
@@ -268,7 +275,7 @@ class SearchPipeline:
 
     def _encode_all(self, jobs: list[SearchJob]) -> None:
         """Queries by id read their stored vector; the rest are encoded in one batch."""
-        self._each([j for j in jobs if j.query.id is not None], self._stored_vector)
+        each([j for j in jobs if j.query.id is not None], self._stored_vector)
         content = [j for j in jobs if j.query.id is None]
         if not content:
             return
@@ -299,16 +306,13 @@ class SearchPipeline:
             try:
                 self._ann_group(group)
             except Exception as exc:  # noqa: BLE001 - the group's requests fail together
-                for job in group:
-                    job.error = exc
+                fail_together(group, exc)
 
     def _ann_group(self, group: list[SearchJob]) -> None:
         first = group[0]
-        deadlines = [j.params.deadline for j in group]
-        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         started = time.perf_counter()
         found = self._ann(first.layout, first.width, [j.vector for j in group], first.limit,
-                          first.params.filter, deadline, first.fields)
+                          first.params.filter, latest_deadline(group), first.fields)
         elapsed = (time.perf_counter() - started) * 1000
         for job, hits in zip(group, found, strict=True):
             job.found = hits
@@ -316,22 +320,34 @@ class SearchPipeline:
             if len(group) > 1:  # the shared call ran to the group's latest deadline
                 job.timed.check("refine")
 
-    def _finish(self, job: SearchJob) -> None:
-        params, result, timed = job.params, job.result, job.timed
-        skip_self = job.query.id is not None and not params.include_self
-        hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"])
-                for f in job.found
-                if not (skip_self and f["id"] == job.query.id)][:job.candidates]
-        result.candidates = len(hits)
-        rows: dict[str, dict[str, Any]] = {}
-        if hits and params.refine:
-            timed.check("refine")
-            with timed("refine"):
-                hits, rows = self.full_width.refine(job.layout, hits, job.vector, job.rerank,
-                                          params.deadline)
-        if hits and job.rerank:
-            self._rerank(job.layout, hits, rows, job.vector, job.query_local, timed, result,
-                         params.deadline)
+    def _candidates(self, job: SearchJob) -> None:
+        skip_self = job.query.id is not None and not job.params.include_self
+        job.hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"])
+                    for f in job.found
+                    if not (skip_self and f["id"] == job.query.id)][:job.candidates]
+        job.result.candidates = len(job.hits)
+
+    def _refine_all(self, jobs: list[SearchJob]) -> None:
+        """Exact full-width scores, one shared fetch (or Milvus scoring) per base."""
+        wanted = [j for j in jobs if j.hits and j.params.refine]
+        each(wanted, lambda job: job.timed.check("refine"))
+        for group in by_base(live(wanted)).values():
+            started = time.perf_counter()
+            try:
+                refined = self.full_width.refine_many(
+                    group[0].layout, [(j.hits, j.vector) for j in group],
+                    any(j.rerank for j in group), latest_deadline(group))
+            except Exception as exc:  # noqa: BLE001 - the group's requests fail together
+                fail_together(group, exc)
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            for job, (hits, rows) in zip(group, refined, strict=True):
+                job.hits, job.rows = hits, rows
+                job.result.timings_ms["refine"] = elapsed
+
+    def _shape(self, job: SearchJob) -> None:
+        params, result = job.params, job.result
+        hits = job.hits
         if params.min_score is not None:
             hits, result.min_score_applied = above_min_score(hits, params.min_score)
         if params.group_by:
@@ -382,45 +398,3 @@ class SearchPipeline:
                           for i in (order[: params.top_k] if params.top_k else order)]
         result.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return result
-
-    def _rerank(self, layout: Layout, hits: list[Hit], rows: dict[str, dict[str, Any]],
-                query: np.ndarray, query_local: np.ndarray | None, timed: StageTimer,
-                result: SearchResult, deadline: float | None) -> None:
-        """Rerank the head of the list in place (the scorer was trained on lists of that
-        depth; the tail keeps its order below it), fetching only the head's rows it lacks.
-        Skipped, and the reply marked degraded, when it cannot finish before the deadline."""
-        assert self.scorer is not None
-        depth = min(len(hits), self.limits.rerank_depth)
-        if timed.remaining_ms() < self.scorer.estimate_ms(depth):
-            result.degraded_reasons.append("rerank_deadline")
-            return
-        head, tail = hits[:depth], hits[depth:]
-        missing = [h.id for h in head if h.id not in rows or "local" not in rows[h.id]]
-        if missing:
-            timed.check("rerank")
-            with timed("fetch"):
-                rows.update(self.full_width.fetch(layout, missing, deadline))
-        head = [h for h in head if h.id in rows]  # deleted since the ANN: dropped
-        if head:
-            self._rerank_head(head, rows, query, query_local, timed)
-        hits[:] = head + tail
-
-    def _rerank_head(self, hits: list[Hit], rows: Mapping[str, Any], query: np.ndarray,
-                     query_local: np.ndarray | None, timed: StageTimer) -> None:
-        assert self.scorer is not None
-        vectors = unit_vectors(rows, [h.id for h in hits])
-        locals_, has_local = self._locals(hits, rows)
-        first_stage = np.asarray([h.score for h in hits], np.float32)  # the last stage run
-        with timed("rerank"):
-            scores = self.scorer.rerank(query, query_local, vectors, locals_, has_local,
-                                        first_stage)
-        for hit, score in zip(hits, scores, strict=True):
-            hit.rerank = hit.score = float(score)
-        hits.sort(key=lambda h: -h.score)
-
-    def _locals(self, hits: list[Hit], rows: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        spec = self.encoder.config.local
-        decoded = [decode_local(rows[h.id].get("local", ""), spec) for h in hits]
-        has = np.asarray([d is not None for d in decoded])
-        empty = np.zeros((spec.cells, spec.dim), np.float32)
-        return np.stack([d if d is not None else empty for d in decoded]), has

@@ -3,14 +3,27 @@ result and limit types, and the scorer it calls."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from mmsearch.plugin.schema import Layout
-from mmsearch.rerank.timing import StageTimer
+
+@dataclass(frozen=True)
+class ScoringList:
+    """One query and its candidates, as the scorer reads them."""
+
+    query: np.ndarray
+    query_local: np.ndarray | None
+    vectors: np.ndarray
+    local: np.ndarray
+    has_local: np.ndarray
+    first_stage: np.ndarray
+
+    def __iter__(self):  # noqa: ANN204 - unpacks in the scorer's argument order
+        return iter((self.query, self.query_local, self.vectors, self.local, self.has_local,
+                     self.first_stage))
 
 
 class Scorer(Protocol):
@@ -20,6 +33,9 @@ class Scorer(Protocol):
                local: np.ndarray, has_local: np.ndarray, first_stage: np.ndarray
                ) -> np.ndarray:
         """Calibrated relevance per candidate (comparable across chunks)."""
+
+    def rerank_many(self, lists: Sequence[ScoringList]) -> list[np.ndarray]:
+        """rerank for several queries in one run (concurrent requests share it)."""
 
     def estimate_ms(self, candidates: int) -> float:
         """Expected time to rerank this many candidates (for deadline decisions)."""
@@ -78,24 +94,3 @@ class SearchResult:
     candidates: int = 0
     notes: list[str] = field(default_factory=list)
     min_score_applied: bool = False
-
-
-@dataclass
-class SearchJob:
-    """One request's way through search_batch."""
-
-    query: SearchQuery
-    params: SearchParams
-    result: SearchResult = field(default_factory=lambda: SearchResult(hits=[]))
-    started: float = field(default_factory=time.perf_counter)
-    error: Exception | None = None
-    layout: Layout = field(init=False)
-    width: int = 0
-    candidates: int = 0
-    limit: int = 0
-    rerank: bool = False
-    fields: tuple[str, ...] = ()
-    timed: StageTimer = field(init=False)
-    vector: np.ndarray = field(init=False)
-    query_local: np.ndarray | None = None
-    found: list[dict[str, Any]] = field(default_factory=list)

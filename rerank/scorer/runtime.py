@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 from mmsearch.encoders.errors import BackendMissingError, ModelMismatchError
 from mmsearch.encoders.manifest import sha256_file
 from mmsearch.encoders.runtimes.onnx_runtime import session_options
+from mmsearch.rerank.requests import ScoringList
 
 log = logging.getLogger(__name__)
 INPUTS = ("query", "query_local", "query_local_mask", "cands", "cand_local", "cand_local_mask",
@@ -101,11 +103,23 @@ class OnnxScorer:
     def rerank(self, query: np.ndarray, query_local: np.ndarray | None, vectors: np.ndarray,
                local: np.ndarray, has_local: np.ndarray, first_stage: np.ndarray
                ) -> np.ndarray:
+        return self.rerank_many([ScoringList(query, query_local, vectors, local, has_local,
+                                             first_stage)])[0]
+
+    def rerank_many(self, lists: Sequence[ScoringList]) -> list[np.ndarray]:
+        """Several queries' candidate lists in one session run: their chunks are stacked
+        on the batch axis (a chunk never mixes queries, so each list scores as alone)."""
         started = time.perf_counter()
-        feeds = self.arrays(query, query_local, vectors, local, has_local, first_stage)
+        per_list = [self.arrays(*item) for item in lists]
+        feeds = {name: np.concatenate([f[name] for f in per_list]) for name in INPUTS}
         _, calibrated = self.session.run(None, feeds)
-        probs = 1.0 / (1.0 + np.exp(-calibrated.reshape(-1)[: len(vectors)]))
-        chunks = len(feeds["query"])
-        elapsed = (time.perf_counter() - started) * 1000 / chunks
+        flat = calibrated.reshape(len(feeds["query"]), -1)
+        out, first_chunk = [], 0
+        for item, arrays in zip(lists, per_list, strict=True):
+            chunks = len(arrays["query"])
+            logits = flat[first_chunk:first_chunk + chunks].reshape(-1)[: len(item.vectors)]
+            out.append((1.0 / (1.0 + np.exp(-logits))).astype(np.float32))
+            first_chunk += chunks
+        elapsed = (time.perf_counter() - started) * 1000 / max(1, first_chunk)
         self._ms_per_chunk = 0.8 * self._ms_per_chunk + 0.2 * elapsed  # moving estimate
-        return probs.astype(np.float32)
+        return out
