@@ -138,6 +138,9 @@ def _rerank_parsers(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the gRPC search + rerank sidecar")
     _common(serve, milvus=True)
     serve.add_argument("--address", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
+    serve.add_argument("--processes", type=int, default=1,
+                       help="worker processes sharing the port (each loads the models; "
+                            "Milvus Lite needs `mmsearch lite-server` for more than one)")
     serve.set_defaults(func=serve_commands.cmd_serve)
 
     search = sub.add_parser("search", help="run a JSONL of queries through the search "

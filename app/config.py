@@ -94,6 +94,13 @@ class ServerConfig:
     # where refine scores candidates: sidecar (fetch the vectors; measured faster on Lite
     # and on Milvus 2.3.5) or milvus (only scores travel; benchmarks/results/refine_paths_*)
     refine_in: str = "sidecar"
+    # concurrent Search calls gathered into shared batches (one encoder batch, one ANN
+    # call per compatible group, one fetch, one scorer run): a request waits up to
+    # batch_window_ms for company; batch_runners batches run at once, and while all are
+    # busy the next one fills up to limits.max_batch (benchmarks/results/sidecar_load.md)
+    batching: bool = True
+    batch_window_ms: float = 1.0
+    batch_runners: int = 2
     token_file: str | None = None  # bearer token clients must send (authorization metadata)
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -122,6 +129,7 @@ class Config:
 _REMOVED = {"server.workers": "removed: the sidecar sizes its thread pool from "
                               "limits.max_concurrency (requests past it get RESOURCE_EXHAUSTED); "
                               "set that instead"}
+MAX_BATCH_WINDOW_MS = 100.0
 _SECTIONS = {"milvus": MilvusConfig, "models": ModelsConfig, "server": ServerConfig,
              "limits": LimitsConfig}
 
@@ -139,6 +147,20 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
             number = int(value)
             if number <= 0:
                 raise ConfigError(key, f"must be a positive integer, got {value!r}")
+            return number
+        if annotation == "bool":  # YAML gives a bool, the environment a word
+            words = {"true": True, "1": True, "false": False, "0": False}
+            if isinstance(value, bool):
+                return value
+            if not isinstance(value, str) or value.lower() not in words:
+                raise ValueError
+            return words[value.lower()]
+        if annotation == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not 0 <= number < float("inf"):
+                raise ConfigError(key, f"must be a number >= 0, got {value!r}")
             return number
         if annotation.startswith("tuple"):
             items = value.split(",") if isinstance(value, str) else list(value)
@@ -249,6 +271,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError("models.precision", "int8 runs on the onnx runtime only, and "
                           f"models.runtime (or --runtime) is {config.models.runtime}: use "
                           "--runtime onnx or set models.precision to fp32")
+    if config.server.batch_window_ms > MAX_BATCH_WINDOW_MS:
+        raise ConfigError("server.batch_window_ms", f"at most {MAX_BATCH_WINDOW_MS} ms (every "
+                          f"request may wait that long), got {config.server.batch_window_ms}")
     if config.server.refine_in not in REFINE_IN:
         raise ConfigError("server.refine_in", f"one of {', '.join(REFINE_IN)}")
     coarse = config.server.coarse_width

@@ -104,4 +104,6 @@ def server_settings(config: Config, address: str | None = None) -> ServerSetting
                           chunk_size=server.chunk_size,
                           default_deadline_ms=config.limits.deadline_ms,
                           max_batch=config.limits.max_batch,
+                          batch_window_ms=server.batch_window_ms if server.batching else None,
+                          batch_runners=server.batch_runners,
                           token=token, tls_cert=cert, tls_key=key)

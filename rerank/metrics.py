@@ -2,7 +2,8 @@
 
 mmsearch_sidecar_requests_total{rpc,code}, mmsearch_sidecar_stage_seconds{stage} (encode,
 ann, refine, rerank, total), mmsearch_sidecar_candidates (per Search),
-mmsearch_sidecar_degraded_total{reason}, mmsearch_sidecar_in_flight.
+mmsearch_sidecar_degraded_total{reason}, mmsearch_sidecar_in_flight,
+mmsearch_sidecar_batch_size (Search requests per admission-window batch).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 CANDIDATE_BUCKETS = (10, 25, 50, 100, 200, 400, 800, 1600)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 @dataclass
@@ -21,6 +23,7 @@ class SidecarMetrics:
     candidates: Any
     degraded: Any
     in_flight: Any
+    batch_size: Any
 
     @classmethod
     def create(cls, registry: Any = None) -> SidecarMetrics:
@@ -37,7 +40,10 @@ class SidecarMetrics:
             degraded=Counter("mmsearch_sidecar_degraded", "Replies with a skipped stage",
                              ["reason"], registry=registry),
             in_flight=Gauge("mmsearch_sidecar_in_flight", "RPCs being served",
-                            registry=registry),
+                            registry=registry, multiprocess_mode="livesum"),
+            batch_size=Histogram("mmsearch_sidecar_batch_size",
+                                 "Search requests per admission-window batch",
+                                 buckets=BATCH_BUCKETS, registry=registry),
         )
 
     def observe_search(self, timings_ms: dict[str, float], candidates: int,

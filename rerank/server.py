@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mmsearch import __version__
 from mmsearch.encoders.errors import MmsearchError
+from mmsearch.rerank.admission import AdmissionWindow
 from mmsearch.rerank.convert import (
     bad_utf8_field,
     rerank_from_pb,
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 SERVICES = ("mmsearch.v1.SearchService", "mmsearch.v1.RerankService", "mmsearch.v1.InfoService")
 SPARE_THREADS = 4  # health, reflection and fast RESOURCE_EXHAUSTED replies past the cap
 REQUEST_ID = "x-request-id"
+# which process answered (host/pid), on every reply: tells replicas and workers apart
+SERVED_BY = "x-served-by"
 # failures of the server's side (logged as warnings); the rest are the client's
 SERVER_SIDE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 
@@ -59,7 +64,9 @@ class ServerSettings:
     max_concurrency: int
     chunk_size: int
     default_deadline_ms: int | None  # for requests with no deadline of their own
-    max_batch: int  # requests per SearchBatch call
+    max_batch: int  # requests per SearchBatch call, and per admission-window batch
+    batch_window_ms: float | None = None  # None: each Search runs alone on its thread
+    batch_runners: int = 2  # admission-window batches running at once
     token: str | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
@@ -91,6 +98,10 @@ class Sidecar:
         self.settings = settings
         self.metrics = metrics
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
+        self.served_by = f"{socket.gethostname()}/{os.getpid()}"
+        self.admission = None if settings.batch_window_ms is None else AdmissionWindow(
+            pipeline.search_batch, settings.batch_window_ms, settings.max_batch,
+            settings.batch_runners, metrics.batch_size.observe if metrics else None)
 
     # -- the guard every RPC goes through -------------------------------------------
     def _guard(self, name: str, handler: Callable[[Any, grpc.ServicerContext], Any]
@@ -99,7 +110,8 @@ class Sidecar:
             if not self._slots.acquire(blocking=False):
                 self._count(name, "RESOURCE_EXHAUSTED")
                 return self._abort(context, name, OverloadedError(
-                    f"more than {self.settings.max_concurrency} requests in flight"))
+                    f"more than {self.settings.max_concurrency} requests in flight"),
+                    self.served_by)
             if self.metrics:
                 self.metrics.in_flight.inc()
             try:
@@ -109,15 +121,21 @@ class Sidecar:
                                           "string fields must be UTF-8", request.field)
                 reply = handler(request, context)
                 self._count(name, "OK")
+                context.set_trailing_metadata(((SERVED_BY, self.served_by),))
                 return reply
             except Exception as exc:  # noqa: BLE001 - mapped by the one table
                 self._count(name, status_for(exc)[0])
-                return self._abort(context, name, exc)
+                return self._abort(context, name, exc, self.served_by)
             finally:
                 if self.metrics:
                     self.metrics.in_flight.dec()
                 self._slots.release()
         return run
+
+    def stop(self) -> None:
+        """After the server has drained: the admission window's runners end."""
+        if self.admission:
+            self.admission.stop()
 
     def _count(self, message: str, code: str) -> None:
         if self.metrics:  # "SearchRequest" -> rpc="Search"
@@ -131,13 +149,14 @@ class Sidecar:
             raise UnauthenticatedError("missing or wrong bearer token", "authorization")
 
     @staticmethod
-    def _abort(context: grpc.ServicerContext, name: str, error: BaseException) -> Any:
+    def _abort(context: grpc.ServicerContext, name: str, error: BaseException,
+               served_by: str) -> Any:
         """One status per error (the one table), one log line per failed request with its
         request id (the client's x-request-id, or one made here and sent back), and a
         traceback only for INTERNAL: expected failures are not bugs."""
         code, message = status_for(error)
         request_id = dict(context.invocation_metadata()).get(REQUEST_ID) or uuid.uuid4().hex[:16]
-        context.set_trailing_metadata(((REQUEST_ID, request_id),))
+        context.set_trailing_metadata(((REQUEST_ID, request_id), (SERVED_BY, served_by)))
         rpc = name.removesuffix("Request")
         if code == "INTERNAL":
             log.error("request %s %s: unexpected error", request_id, rpc, exc_info=error)
@@ -152,7 +171,8 @@ class Sidecar:
                ) -> pb.SearchResponse:
         query, params = search_from_pb(request, context.time_remaining(),
                                        self.settings.default_deadline_ms)
-        result = self.pipeline.search(query, params)
+        result = (self.admission.search(query, params) if self.admission
+                  else self.pipeline.search(query, params))
         self._observe(result)
         return search_response(result, self.pipeline.encoder.model_id)
 
@@ -259,14 +279,25 @@ class HealthWatcher:
         self._stop.set()
 
 
-def build_server(sidecar: Sidecar, probe: Callable[[], bool]) -> tuple[grpc.Server, int,
-                                                                        HealthWatcher]:
+def split_address(address: str) -> tuple[str, int]:
+    """HOST:PORT (HOST may be [v6]), or AddressError naming the setting."""
+    host, _, port_text = address.rpartition(":")
+    if not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise AddressError(f"cannot listen on {address!r} (server.address / "
+                           "--address): not HOST:PORT with a port in 0..65535")
+    return host.removeprefix("[").removesuffix("]"), int(port_text)
+
+
+def build_server(sidecar: Sidecar, probe: Callable[[], bool], reuse_port: bool = False
+                 ) -> tuple[grpc.Server, int, HealthWatcher]:
+    """The gRPC server on settings.address. so_reuseport stays off (grpcio turns it on
+    by default, which lets a second server on a busy port start and take part of the
+    traffic instead of failing) except for the workers of `serve --processes`, whose
+    parent holds the port for them (app/serving.py)."""
     settings = sidecar.settings
-    # so_reuseport off: grpcio turns it on by default, which lets a second server on a
-    # busy port start and take part of the traffic instead of failing
     options = [("grpc.max_receive_message_length", settings.max_message_bytes),
                ("grpc.max_send_message_length", settings.max_message_bytes),
-               ("grpc.so_reuseport", 0)]
+               ("grpc.so_reuseport", int(reuse_port))]
     # Threads beyond the in-flight cap: with no more threads than the cap, a request past
     # it would wait in the executor's queue, unseen by the guard, instead of getting
     # RESOURCE_EXHAUSTED; the spares also keep health checks answering under overload.
@@ -278,10 +309,7 @@ def build_server(sidecar: Sidecar, probe: Callable[[], bool]) -> tuple[grpc.Serv
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    host, _, port_text = settings.address.rpartition(":")
-    if not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise AddressError(f"cannot listen on {settings.address!r} (server.address / "
-                           "--address): not HOST:PORT with a port in 0..65535")
+    split_address(settings.address)
     try:
         if settings.tls_cert and settings.tls_key:
             credentials = grpc.ssl_server_credentials([(settings.tls_key, settings.tls_cert)])

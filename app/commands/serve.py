@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +14,7 @@ from typing import Any
 
 from mmsearch.app.config import Config
 from mmsearch.app.exits import Exit
-from mmsearch.encoders.errors import MmsearchError
+from mmsearch.encoders.errors import MmsearchError, UsageError
 from mmsearch.rerank.errors import ValidationError, status_for
 from mmsearch.rerank.pipeline import SearchPipeline
 from mmsearch.rerank.requests import SearchParams, SearchQuery, SearchResult
@@ -24,58 +22,15 @@ from mmsearch.rerank.requests import SearchParams, SearchQuery, SearchResult
 log = logging.getLogger(__name__)
 
 
-def return_large_frees_to_the_os() -> None:
-    """Serve decoded images from memory the OS gets back. glibc serves a large block from
-    per-thread arenas once its mmap threshold has grown past it (it grows with every large
-    free), and an arena keeps its peak: 32 request threads each decoding a 39 MP image once
-    would hold gigabytes. A fixed threshold (1 MB) keeps image buffers mmap'ed, so each is
-    unmapped when freed (benchmarks/results/decode_memory.md)."""
-    import ctypes
-    import ctypes.util
-
-    m_mmap_threshold = -3  # glibc's mallopt parameter number
-    name = ctypes.util.find_library("c")
-    try:
-        applied = bool(ctypes.CDLL(name).mallopt(m_mmap_threshold, 1 << 20)) if name else False
-    except (OSError, AttributeError):
-        applied = False
-    if applied:
-        log.info("malloc: blocks over 1 MB are mmap'ed (freed image memory returns to the OS)")
-    else:
-        log.warning("malloc: no glibc mallopt here, freed image memory may stay with the "
-                    "process; limits.decode_pixels_in_flight still bounds what is in use")
-
-
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from mmsearch.app.wiring import build_pipeline, milvus_health_probe, server_settings
-    from mmsearch.rerank.server import Sidecar, build_server
+    from mmsearch.app.serving import MAX_PROCESSES, run_server, serve_processes
 
-    return_large_frees_to_the_os()
-    pipeline = build_pipeline(config)
-    metrics = None
-    if config.server.metrics_port:
-        from mmsearch.plugin.metrics import serve_metrics
-        from mmsearch.rerank.metrics import SidecarMetrics
-
-        metrics = SidecarMetrics.create()
-        serve_metrics(config.server.metrics_port, config.server.metrics_address)
-        log.info("Prometheus metrics on http://%s:%d/metrics", config.server.metrics_address,
-                 config.server.metrics_port)
-    sidecar = Sidecar(pipeline, server_settings(config, args.address), metrics)
-    server, port, health = build_server(sidecar, probe=milvus_health_probe(pipeline.milvus))
-    server.start()
-    health.start()
-    log.info("serving mmsearch.v1 on %s (port %d); %s", sidecar.settings.address, port,
-             pipeline.encoder.describe())
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    log.info("stopping: draining in-flight requests (up to 10 s)")
-    health.set(False)
-    health.stop()
-    server.stop(grace=10).wait()
-    return 0
+    if not 1 <= args.processes <= MAX_PROCESSES:
+        raise UsageError("--processes", f"must be in 1..{MAX_PROCESSES}, got {args.processes}")
+    if args.processes == 1:
+        return run_server(config, args.address)
+    return serve_processes(config, args.address, args.processes,
+                           (args.verbose, args.log_format))
 
 
 def read_queries(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -300,6 +300,7 @@ def test_prometheus_metrics_count_requests_stages_and_codes(stack: dict) -> None
             assert code == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         server.stop(0)
+        sidecar.stop()
 
     def value(name: str, **labels: str) -> float:
         return registry.get_sample_value(name, labels) or 0.0
@@ -310,6 +311,10 @@ def test_prometheus_metrics_count_requests_stages_and_codes(stack: dict) -> None
     assert value("mmsearch_sidecar_stage_seconds_count", stage="ann") == 1
     assert value("mmsearch_sidecar_candidates_count") == 1
     assert value("mmsearch_sidecar_in_flight") == 0
+    # both went through the admission window (the bad one failed inside its batch)
+    assert value("mmsearch_sidecar_batch_size_count") == 2
+    assert value("mmsearch_sidecar_batch_size_bucket", le="1.0") == 2
+    assert value("mmsearch_sidecar_stage_seconds_count", stage="queue") == 1
 
 
 @pytest.mark.parametrize("bad_id", ["item\x00-1", "item-1\n", "tab\there"])

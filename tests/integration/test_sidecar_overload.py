@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,21 +23,20 @@ from support.sidecar_stack import call_code, server_settings_for_tests
 
 
 class HeldSearches:
-    """The stack's real pipeline, except that each search first waits at a gate: the test
-    decides how long requests stay in flight."""
+    """The stack's real pipeline, except that each batch of searches (the admission window
+    runs them) first waits at a gate: the test decides how long requests stay in flight."""
 
     def __init__(self, pipeline: SearchPipeline) -> None:
         self.inner = pipeline
         self.gate = threading.Event()
-        self.arrived = threading.Semaphore(0)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def search(self, query: SearchQuery, params: SearchParams) -> SearchResult:
-        self.arrived.release()
+    def search_batch(self, items: Sequence[tuple[SearchQuery, SearchParams]]
+                     ) -> list[SearchResult | Exception]:
         self.gate.wait(60)
-        return self.inner.search(query, params)
+        return self.inner.search_batch(items)
 
 
 def test_past_max_concurrency_requests_are_shed_and_health_answers(stack: dict) -> None:
@@ -55,8 +55,12 @@ def test_past_max_concurrency_requests_are_shed_and_health_answers(stack: dict) 
         request = pb.SearchRequest(base="items", top_k=3, query=pb.Query(text="red face"))
         in_flight = [search.Search.future(request, timeout=60)
                      for _ in range(settings.max_concurrency)]
-        for n in range(settings.max_concurrency):  # every one of them reached the pipeline
-            assert held.arrived.acquire(timeout=20), f"only {n} requests got a thread"
+        deadline = time.monotonic() + 20  # every one of them holds a slot
+        while (registry.get_sample_value("mmsearch_sidecar_in_flight") != settings.max_concurrency
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        assert registry.get_sample_value("mmsearch_sidecar_in_flight") == \
+            settings.max_concurrency
         # one more: shed at once (a queued request would run out its 5 s deadline instead)
         code, details = call_code(search.Search, request, timeout=5)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details

@@ -38,6 +38,10 @@ def test_file_then_env_then_overrides(tmp_path: Path) -> None:
     ("milvus: 3\n", {}, "milvus"),
     ("- a\n", {}, "--config"),
     ("server:\n  workers: 8\n", {}, "server.workers"),
+    ("server:\n  batch_window_ms: -1\n", {}, "server.batch_window_ms"),
+    ("server:\n  batch_window_ms: 500\n", {}, "server.batch_window_ms"),
+    ("", {"MMSEARCH_SERVER__BATCHING": "maybe"}, "server.batching"),
+    ("server:\n  batch_runners: 0\n", {}, "server.batch_runners"),
 ])
 def test_errors_name_the_key(tmp_path: Path, yaml_text: str, env: dict, key: str) -> None:
     path = tmp_path / "c.yaml"
@@ -63,3 +67,12 @@ def test_token_from_file_or_env_is_never_in_repr(tmp_path: Path) -> None:
     assert env_config.milvus.token == "envtoken" and "envtoken" not in repr(env_config)
     with pytest.raises(ConfigError, match="milvus.token_file"):
         load_config(None, environ={"MMSEARCH_MILVUS__TOKEN_FILE": str(tmp_path / "nope")})
+
+
+def test_batching_settings_from_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  batch_window_ms: 2.5\n  batch_runners: 3\n")
+    config = load_config(path, environ={"MMSEARCH_SERVER__BATCHING": "false"})
+    assert config.server.batch_window_ms == 2.5 and config.server.batch_runners == 3
+    assert config.server.batching is False
+    assert load_config(environ={}).server.batching is True
