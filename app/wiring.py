@@ -81,10 +81,10 @@ def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None
         log.warning("no scorer configured (models.scorer): rerank is off; Search replies use "
                     "the refine order and Rerank answers FAILED_PRECONDITION")
         return None
-    from mmsearch.rerank.scorer import OnnxScorer
+    from mmsearch.rerank.scorer import load_scorer_runtime
 
     folder = Path(config.models.dir) / "export" / config.models.scorer
-    return OnnxScorer(folder, chunk_size=config.server.chunk_size)
+    return load_scorer_runtime(folder, config.models.runtime, config.server.chunk_size)
 
 
 def milvus_health_probe(milvus: Retrying, timeout_s: float = 2.0) -> Callable[[], bool]:

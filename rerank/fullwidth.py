@@ -35,8 +35,11 @@ class FullWidth:
         alias = layout.alias(layout.full_width)
         expression = ids_expression(ids)
         fields = ["id", "vector", *(["local"] if with_local else [])]
+        # strict_float32: pymilvus decodes the vector column into one float32 array (rows
+        # hold views of it) instead of a Python list of floats per row
         rows = self.call("fetch", lambda c, t: c.query(
-            alias, filter=expression, output_fields=fields, timeout=t), deadline)
+            alias, filter=expression, output_fields=fields, timeout=t, strict_float32=True),
+            deadline)
         return {row["id"]: row for row in rows}
 
     def refine(self, layout: Layout, hits: list[Hit], vector: np.ndarray, rerank: bool,
@@ -95,4 +98,4 @@ class FullWidth:
 
 def unit_vectors(rows: Mapping[str, Mapping[str, Any]], ids: list[str]) -> np.ndarray:
     """(len(ids), width) unit vectors of fetched rows, in the order of ids."""
-    return l2_normalize(np.asarray([rows[i]["vector"] for i in ids], np.float32))
+    return l2_normalize(np.stack([np.asarray(rows[i]["vector"], np.float32) for i in ids]))

@@ -85,7 +85,10 @@ def build_engines(export_dir: Path, max_batch: int = 32) -> ModelManifest:
     return manifest
 
 
-class _Engine:
+class TensorRTEngine:
+    """One deserialized engine; run() maps input names to arrays and returns the outputs
+    by name."""
+
     def __init__(self, trt: Any, torch: Any, path: Path) -> None:
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
@@ -95,7 +98,7 @@ class _Engine:
         self.outputs = [n for n in self.names
                         if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
 
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         keep = []
         for name, array in inputs.items():
@@ -113,7 +116,8 @@ class _Engine:
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         stream.synchronize()
-        return [r.float().cpu().numpy() for r in results]
+        return {name: r.float().cpu().numpy()
+                for name, r in zip(self.outputs, results, strict=True)}
 
 
 class TensorRTEncoder(Encoder):
@@ -133,8 +137,8 @@ class TensorRTEncoder(Encoder):
             raise FileNotFoundError(
                 f"no TensorRT engines {missing}: run `mmsearch export --tensorrt`")
         self.manifest.verify_files(self.export_dir, tuple(ENGINES.values()))
-        self._image = _Engine(trt, torch, self.export_dir / ENGINES["image"])
-        self._text = _Engine(trt, torch, self.export_dir / ENGINES["text"])
+        self._image = TensorRTEngine(trt, torch, self.export_dir / ENGINES["image"])
+        self._text = TensorRTEngine(trt, torch, self.export_dir / ENGINES["text"])
         tokenizer = TextTokenizer(self.export_dir / "tokenizer.json", self.manifest.text_max_length)
         super().__init__(self.manifest.config, tokenizer, batch_size)
         self.model_id = self.manifest.model_id
@@ -144,9 +148,11 @@ class TensorRTEncoder(Encoder):
         return "TensorRT fp16"
 
     def _image_forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        embedding, local = self._image.run({"pixel_values": pixels})
+        outputs = self._image.run({"pixel_values": pixels})
+        embedding, local = outputs.values()  # the engine keeps the ONNX output order
         return embedding, local
 
     def _text_forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        (embedding,) = self._text.run({"input_ids": input_ids, "attention_mask": mask})
+        (embedding,) = self._text.run({"input_ids": input_ids,
+                                       "attention_mask": mask}).values()
         return embedding

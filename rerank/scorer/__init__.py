@@ -1,5 +1,11 @@
-"""The listwise scorer: torch model (training, reference) and ONNX Runtime scorer (serving)."""
+"""The listwise scorer: torch model (training, reference) and its serving runtimes (ONNX
+Runtime, TensorRT)."""
 
-from mmsearch.rerank.scorer.runtime import OnnxScorer, ScorerFiles
+from mmsearch.rerank.scorer.runtime import (
+    OnnxScorer,
+    ScorerFiles,
+    TensorRTScorer,
+    load_scorer_runtime,
+)
 
-__all__ = ["OnnxScorer", "ScorerFiles"]
+__all__ = ["OnnxScorer", "ScorerFiles", "TensorRTScorer", "load_scorer_runtime"]

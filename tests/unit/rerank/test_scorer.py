@@ -159,6 +159,54 @@ def test_scorer_engine_builds(exported) -> None:  # noqa: ANN001
     assert engine.is_file() and engine.stat().st_size > 0
 
 
+def test_rerank_many_scores_each_list_as_alone(exported) -> None:  # noqa: ANN001
+    from mmsearch.rerank.requests import ScoringList
+
+    scorer = OnnxScorer(exported[1], chunk_size=8)
+    rng = np.random.default_rng(9)
+    lists = []
+    for count in (5, 19, 8):  # partial, several and exactly one chunk
+        vectors = rng.standard_normal((count, scorer.width)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        local = rng.standard_normal((count, scorer.cells, scorer.local_dim)).astype(np.float32)
+        lists.append(ScoringList(vectors[-1], local[0] if count == 19 else None, vectors,
+                                 local, rng.random(count) > 0.3,
+                                 rng.random(count).astype(np.float32)))
+    together = scorer.rerank_many(lists)
+    for item, scores in zip(lists, together, strict=True):
+        assert scores.shape == (len(item.vectors),)
+        np.testing.assert_allclose(scores, scorer.rerank(*item), atol=1e-5)
+
+
+def test_tensorrt_scorer_needs_tensorrt_and_says_how(exported) -> None:  # noqa: ANN001
+    from mmsearch.encoders.errors import BackendMissingError
+    from mmsearch.rerank.scorer import load_scorer_runtime
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt imports here; the missing-backend path cannot be shown")
+    with pytest.raises(BackendMissingError, match=r"pip install 'mmsearch\[tensorrt\]'"):
+        load_scorer_runtime(exported[1], "tensorrt", chunk_size=8)  # never ONNX instead
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
+                    reason="tensorrt does not import on this machine (NVIDIA's index is "
+                    "unreachable here); the engine path runs on a GPU box")
+def test_tensorrt_scorer_scores_as_onnx_within_fp16(exported) -> None:  # noqa: ANN001
+    from mmsearch.rerank.scorer import TensorRTScorer
+    from mmsearch.rerank.scorer.export import build_scorer_engine
+
+    build_scorer_engine(exported[1], chunk_size=8, max_chunks=2)
+    rng = np.random.default_rng(5)
+    onnx = OnnxScorer(exported[1], chunk_size=8)
+    engine = TensorRTScorer(exported[1], chunk_size=8)
+    vectors = rng.standard_normal((40, onnx.width)).astype(np.float32)  # 5 chunks > 2
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    local = rng.standard_normal((40, onnx.cells, onnx.local_dim)).astype(np.float32)
+    args = (vectors[0], None, vectors, local, np.ones(40, bool), np.zeros(40, np.float32))
+    np.testing.assert_allclose(engine.rerank(*args), onnx.rerank(*args), atol=1e-2)
+
+
 def test_lists_by_stored_id_never_list_the_query_itself() -> None:
     """Fused items queried by stored id: the item is its own nearest neighbour, so mining
     without exclusion would make every list's top candidate the query."""
