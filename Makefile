@@ -8,7 +8,8 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.13.0
 
 .PHONY: proto demo test test-milvus-2.3 load-test venv-train data export bench clean-venv \
-  bench-funnel-milvus bench-decode-memory bench-refine-milvus
+  bench-funnel-milvus bench-decode-memory bench-refine-milvus bench-load-milvus bench-load \
+  bench-search-batch-milvus
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -110,6 +111,18 @@ bench-funnel-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 # Peak RSS of a real sidecar under 32 concurrent 39 MP PNG queries, decode budget off vs on
 bench-decode-memory: $(VENV)/.train
 	$(PY) -m benchmarks.decode_memory
+
+# The sidecar under 64 clients beside a naive pymilvus client, on a real Milvus 2.3.5
+# server (`make bench-load` runs the same against a milvus-lite server)
+LOAD_ARGS ?= --items 200000 --seconds 30
+bench-load-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
+	$(call with_milvus23,$(PY) -m benchmarks.sidecar_load --uri http://127.0.0.1:19530 $(LOAD_ARGS),.cache/milvus23-load)
+
+bench-search-batch-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
+	$(call with_milvus23,$(PY) -m benchmarks.search_batch --uri http://127.0.0.1:19530,.cache/milvus23-batch)
+
+bench-load: $(VENV)/.train
+	$(PY) -m benchmarks.sidecar_load $(LOAD_ARGS)
 
 # Refine paths (fetch vectors vs Milvus-side scoring) through a real Milvus 2.3.5 server
 # (not in `make test`).

@@ -98,6 +98,9 @@ class ServerConfig:
     # call per compatible group, one fetch, one scorer run): a request waits up to
     # batch_window_ms for company; batch_runners batches run at once, and while all are
     # busy the next one fills up to limits.max_batch (benchmarks/results/sidecar_load.md)
+    # full-width rows kept in the sidecar's memory (MB; null = off): refine and rerank read
+    # cached candidates instead of fetching them, valid while their content_hash holds
+    vector_cache_mb: int | None = 256
     batching: bool = True
     batch_window_ms: float = 1.0
     batch_runners: int = 2
@@ -137,6 +140,8 @@ _SECTIONS = {"milvus": MilvusConfig, "models": ModelsConfig, "server": ServerCon
 def _coerce(key: str, value: Any, annotation: str) -> Any:
     """Turn YAML/env values into the declared type; errors name the key."""
     try:
+        if isinstance(value, str) and value.lower() == "null" and "None" in annotation:
+            value = None  # the environment's way to say null (YAML's word)
         if value is None:
             if "None" in annotation:
                 return None

@@ -17,6 +17,7 @@ from mmsearch.plugin.schema import Layout
 from mmsearch.rerank.pipeline import SearchPipeline
 from mmsearch.rerank.requests import Limits
 from mmsearch.rerank.server import ServerSettings
+from mmsearch.rerank.vector_cache import VectorCache
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,11 @@ def build_pipeline(config: Config) -> SearchPipeline:
     limits = Limits(config.limits.max_top_k, config.limits.max_candidates,
                     min(config.limits.default_candidates, config.limits.max_candidates),
                     config.limits.rerank_depth)
+    cache_mb = config.server.vector_cache_mb
     return SearchPipeline(encoder, Retrying(milvus_target(config)), config.widths,
                           config.index, limits,
-                          config.server.coarse_width, scorer, config.server.refine_in)
+                          config.server.coarse_width, scorer, config.server.refine_in,
+                          VectorCache(cache_mb << 20) if cache_mb else None)
 
 
 def load_scorer(config: Config):  # noqa: ANN201 - Scorer | None

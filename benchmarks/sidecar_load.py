@@ -104,8 +104,9 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mmsearch.app.cli", *args]
 
 
-def build_base(uri: str, data: Path, items: int, work: Path) -> dict[str, Any]:
-    """Ingest the emoji test split, then add synthetic rows up to `items`."""
+def build_base(uri: str, data: Path, items: int, work: Path, reuse: bool) -> dict[str, Any]:
+    """Ingest the emoji test split, then add synthetic rows up to `items`; with reuse, a
+    base an earlier run built on this server is measured as it is."""
     from mmsearch.plugin.collections import ensure_loaded
     from mmsearch.plugin.connection import MilvusTarget, connect
 
@@ -114,31 +115,38 @@ def build_base(uri: str, data: Path, items: int, work: Path) -> dict[str, Any]:
              if '"split": "test"' in line]
     manifest = data / "bench-load-test-split.jsonl"  # beside the images: paths stay relative
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    started = time.perf_counter()
-    subprocess.run(cli("ingest", "--manifest", str(manifest), "--uri", uri, "--state-dir",
-                       str(work / "state"), "--no-progress"), env=env({}), check=True)
-    ingest_s = time.perf_counter() - started
     client = connect(MilvusTarget(uri, call_timeout_s=600))
+    reuse = reuse and client.has_collection(f"{BASE}_d512")
+    started = time.perf_counter()
+    if not reuse:
+        subprocess.run(cli("ingest", "--manifest", str(manifest), "--uri", uri, "--state-dir",
+                           str(work / "state"), "--no-progress"), env=env({}), check=True)
+    ingest_s = time.perf_counter() - started
     for width in (64, 512):
         ensure_loaded(client, f"{BASE}_d{width}", 600)
-    stored = client.query(f"{BASE}_d512", filter='id != ""', limit=16384,
-                          output_fields=["id", "vector", "local"])
+    stored = client.query(f"{BASE}_d512", filter='not id like "synthetic-%"', limit=16384,
+                          output_fields=["*"])
     vectors = np.asarray([row["vector"] for row in stored], np.float32)
     local = [row["local"] for row in stored]
+    # the attr columns (category, vendor, ...) a server without nullable fields requires
+    attrs = [{k: v for k, v in row.items()
+              if k not in ("id", "vector", "local", "label", "content_hash")} for row in stored]
     rng = np.random.default_rng(0)
     filled = time.perf_counter()
-    for start in range(len(stored), items, 5000):
+    for start in range(len(stored), 0 if reuse else items, 5000):
         count = min(5000, items - start)
         source = rng.integers(0, len(stored), count)
         noisy = vectors[source] + 0.08 * rng.standard_normal((count, 512)).astype(np.float32)
         for width in (64, 512):
             part = noisy[:, :width] / np.linalg.norm(noisy[:, :width], axis=1, keepdims=True)
-            rows = [{"id": f"synthetic-{start + i}", "vector": v.tolist(), "label": "",
-                     "content_hash": "0" * 64, **({"local": local[s]} if width == 512 else {})}
+            rows = [{**attrs[s], "id": f"synthetic-{start + i}", "vector": v.tolist(),
+                     "label": "", "content_hash": "0" * 64,
+                     **({"local": local[s]} if width == 512 else {})}
                     for i, (v, s) in enumerate(zip(part, source, strict=True))]
             client.insert(f"{BASE}_d{width}", rows)
-    for width in (64, 512):
+    for width in () if reuse else (64, 512):
         client.flush(f"{BASE}_d{width}")
+        wait_for_index(client, f"{BASE}_d{width}")
         client.release_collection(f"{BASE}_d{width}")
         ensure_loaded(client, f"{BASE}_d{width}", 600)
     by_id = {row["id"]: v / np.linalg.norm(v) for row, v in zip(stored, vectors, strict=True)}
@@ -146,17 +154,34 @@ def build_base(uri: str, data: Path, items: int, work: Path) -> dict[str, Any]:
                 "image": (data / line["image"]).read_bytes(), "vector": by_id[line["id"]]}
                for line in lines if line["id"] in by_id]
     client.close()
-    return {"queries": queries, "ingest_s": ingest_s, "items": max(items, len(stored)),
+    total = client.get_collection_stats(f"{BASE}_d512")["row_count"]
+    return {"queries": queries, "ingest_s": ingest_s, "items": int(total), "reused": reuse,
             "fill_s": time.perf_counter() - filled, "manifest": manifest}
 
 
-def start_sidecar(uri: str, port: int, batching: bool, processes: int) -> subprocess.Popen:
+def wait_for_index(client: Any, alias: str) -> None:
+    """A server builds indexes per sealed segment in the background: measure the index,
+    not brute force over unindexed segments (Milvus Lite reports no progress)."""
+    name = client.describe_alias(alias)["collection_name"]
+    index = client.list_indexes(name)[0]
+    while True:
+        info = client.describe_index(name, index)
+        if "total_rows" not in info or (int(info.get("pending_index_rows", 0)) == 0 and int(
+                info.get("indexed_rows", 0)) >= int(info["total_rows"])):
+            return
+        time.sleep(2)
+
+
+def start_sidecar(uri: str, port: int, batching: bool, cache: bool, processes: int
+                  ) -> subprocess.Popen:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     proc = subprocess.Popen(cli("serve", "--uri", uri, "--address", f"127.0.0.1:{port}",
                                 "--processes", str(processes)),
-                            env=env({"MMSEARCH_SERVER__BATCHING": str(batching).lower()}),
+                            env=env({"MMSEARCH_SERVER__BATCHING": str(batching).lower(),
+                                     **({} if cache else {
+                                         "MMSEARCH_SERVER__VECTOR_CACHE_MB": "null"})}),
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -310,6 +335,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--name", help="result name (default by server)")
+    parser.add_argument("--reuse-base", action="store_true",
+                        help="measure the base an earlier run left on this server")
     args = parser.parse_args()
     from mmsearch.plugin.connection import milvus_lite_executable
 
@@ -338,18 +365,19 @@ def run_all(args: argparse.Namespace, uri: str, work: Path, milvus_pids: list[in
             ) -> dict[str, Any]:
     from pymilvus import MilvusClient
 
-    base = build_base(uri, args.data, args.items, work)
-    base["manifest"].unlink()
+    base = build_base(uri, args.data, args.items, work, args.reuse_base)
+    base.pop("manifest").unlink()
     server = MilvusClient(uri=uri).get_server_version()
     print(f"base ready on {server}: {base['items']} items", flush=True)
     queries = base.pop("queries")
     arms, single = [], {}
-    for name, batching, processes in (("sidecar", True, 1),
-                                      ("sidecar, batching off", False, 1),
-                                      (f"sidecar, {args.processes} processes", True,
-                                       args.processes)):
+    for name, batching, cache, processes in (
+            ("sidecar", True, True, 1),
+            ("sidecar, vector cache off", True, False, 1),
+            ("sidecar, batching and cache off (before)", False, False, 1),
+            (f"sidecar, {args.processes} processes", True, True, args.processes)):
         port = free_port()
-        sidecar = start_sidecar(uri, port, batching, processes)
+        sidecar = start_sidecar(uri, port, batching, cache, processes)
         try:
             send, channels = sidecar_sender(port)
             if processes == 1:
@@ -365,7 +393,7 @@ def run_all(args: argparse.Namespace, uri: str, work: Path, milvus_pids: list[in
     single["naive client"] = single_client(send, queries)
     arms.append(run_arm("naive client", send, queries, args.seconds, [], milvus_pids))
     client.close()
-    return {"server": server, "uri_kind": "server" if "lite" not in server else "lite",
+    return {"server": server, "milvus": "lite" if server.startswith("milvus_lite") else "server",
             **base, "arms": arms, "single_client_p50_ms": single}
 
 
@@ -377,7 +405,8 @@ def free_port() -> int:
 
 def write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
     server = report["server"]
-    name = args.name or ("sidecar_load_lite" if "lite" in server else "sidecar_load_server")
+    lite = server.startswith("milvus_lite")
+    name = args.name or ("sidecar_load_lite" if lite else "sidecar_load_server")
     arms = {a["arm"]: a for a in report["arms"]}
     naive = arms["naive client"]
     rows = []
@@ -396,7 +425,7 @@ def write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
                             "sidecar CPU ms/req", "Milvus CPU ms/req", "load client CPU ms/req",
                             "sidecar RSS MB", "mean stage ms (sidecar's own)"), rows)
     single = report["single_client_p50_ms"]
-    delay = single["sidecar"] - single["sidecar, batching off"]
+    delay = single["sidecar, vector cache off"] - single["sidecar, batching and cache off (before)"]
     markdown = (
         f"# Sidecar under load: {server}, {report['items']:,} items\n\n"
         f"{CLIENTS} closed-loop clients for {args.seconds:.0f} s per arm (after a warm-up), "
@@ -408,7 +437,8 @@ def write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
         "\n\n" + table + "\n\n"
         "Single client, queries by id, p50 ms: "
         + ", ".join(f"{k} {v:.1f}" for k, v in single.items())
-        + f". A lone request's added batching delay (batching on - off): {delay:+.1f} ms.\n\n"
+        + f". A lone request's added batching delay (cache off, batching on - off): "
+          f"{delay:+.1f} ms.\n\n"
         f"![load]({name}.png)\n")
     write(name, report, markdown)
     plot(name, report)

@@ -13,6 +13,7 @@ from mmsearch.plugin.expressions import ids_expression
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
 from mmsearch.plugin.schema import Layout
 from mmsearch.rerank.requests import Hit
+from mmsearch.rerank.vector_cache import VectorCache
 
 T = TypeVar("T")
 # where exact full-width scoring runs; sidecar measured faster on Milvus Lite and on the
@@ -23,10 +24,12 @@ Call = Callable[[str, Callable[[Any, float | None], Any], float | None], Any]
 
 
 class FullWidth:
-    def __init__(self, call: Call, specs: Mapping[int, IndexSpec], refine_in: str) -> None:
+    def __init__(self, call: Call, specs: Mapping[int, IndexSpec], refine_in: str,
+                 cache: VectorCache | None = None) -> None:
         if refine_in not in REFINE_IN:
             raise ValueError(f"refine_in {refine_in!r} is not one of {REFINE_IN}")
         self.call, self.specs, self.refine_in = call, specs, refine_in
+        self.cache = cache
 
     def fetch(self, layout: Layout, ids: list[str], deadline: float | None = None,
               with_local: bool = True) -> dict[str, dict[str, Any]]:
@@ -34,13 +37,28 @@ class FullWidth:
         reads them; ids not returned are not stored (deleted since the ANN)."""
         alias = layout.alias(layout.full_width)
         expression = ids_expression(ids)
-        fields = ["id", "vector", *(["local"] if with_local else [])]
+        with_local = with_local or self.cache is not None  # cached rows are whole rows
+        fields = ["id", "vector", *(["local"] if with_local else []),
+                  *(["content_hash"] if self.cache is not None else [])]
         # strict_float32: pymilvus decodes the vector column into one float32 array (rows
         # hold views of it) instead of a Python list of floats per row
         rows = self.call("fetch", lambda c, t: c.query(
             alias, filter=expression, output_fields=fields, timeout=t, strict_float32=True),
             deadline)
+        if self.cache is not None:
+            self.cache.put_many(layout.base, rows)
         return {row["id"]: row for row in rows}
+
+    def rows_for(self, layout: Layout, hits: list[Hit], deadline: float | None,
+                 with_local: bool) -> dict[str, dict[str, Any]]:
+        """The hits' rows: from the cache where it holds the hit's content_hash, the rest
+        fetched in one call."""
+        rows = (self.cache.get_many(layout.base, ((h.id, h.content_hash) for h in hits))
+                if self.cache is not None else {})
+        missing = list(dict.fromkeys(h.id for h in hits if h.id not in rows))
+        if missing:
+            rows.update(self.fetch(layout, missing, deadline, with_local))
+        return rows
 
     def refine(self, layout: Layout, hits: list[Hit], vector: np.ndarray, rerank: bool,
                deadline: float | None) -> tuple[list[Hit], dict[str, dict[str, Any]]]:
@@ -54,18 +72,17 @@ class FullWidth:
         """refine for several queries of one base: fetching the vectors is one call for the
         union of their candidates (shared rows), scoring in Milvus one search per query."""
         cosines: list[dict[str, float]] = [{} for _ in lists]
-        wanted: list[str] = []
+        wanted: list[Hit] = []
         if self.refines_in_milvus(layout):
             for scores, (hits, vector) in zip(cosines, lists, strict=True):
                 scores.update(self._milvus_cosines(layout, [h.id for h in hits], vector,
                                                    deadline))
                 # an index may not reach every id of a filtered search: a candidate it
                 # left out is fetched, so only a deleted one is ever dropped
-                wanted += [h.id for h in hits if h.id not in scores]
+                wanted += [h for h in hits if h.id not in scores]
         else:
-            wanted = [h.id for hits, _ in lists for h in hits]
-        rows = self.fetch(layout, list(dict.fromkeys(wanted)), deadline,
-                          with_local=rerank) if wanted else {}
+            wanted = [h for hits, _ in lists for h in hits]
+        rows = self.rows_for(layout, wanted, deadline, with_local=rerank) if wanted else {}
         out = []
         for scores, (hits, vector) in zip(cosines, lists, strict=True):
             fetched = [h.id for h in hits if h.id not in scores and h.id in rows]

@@ -72,14 +72,14 @@ class HeadRerank:
         rows: dict[str, dict[str, Any]] = {}
         for job in group:
             rows.update(job.rows)
-        missing = list(dict.fromkeys(h.id for j in group for h in j.hits[:depth]
-                                     if h.id not in rows or "local" not in rows[h.id]))
+        missing = [h for j in group for h in j.hits[:depth]
+                   if h.id not in rows or "local" not in rows[h.id]]
         if missing:
             each(group, lambda job: job.timed.check("rerank"))
             started = time.perf_counter()
             try:
-                rows.update(self.full_width.fetch(group[0].layout, missing,
-                                                  latest_deadline(group)))
+                rows.update(self.full_width.rows_for(group[0].layout, missing,
+                                                     latest_deadline(group), with_local=True))
             except Exception as exc:  # noqa: BLE001 - the group's requests fail together
                 fail_together(group, exc)
                 return

@@ -3,7 +3,8 @@
 mmsearch_sidecar_requests_total{rpc,code}, mmsearch_sidecar_stage_seconds{stage} (encode,
 ann, refine, rerank, total), mmsearch_sidecar_candidates (per Search),
 mmsearch_sidecar_degraded_total{reason}, mmsearch_sidecar_in_flight,
-mmsearch_sidecar_batch_size (Search requests per admission-window batch).
+mmsearch_sidecar_batch_size (Search requests per admission-window batch),
+mmsearch_sidecar_vector_cache_rows_total{result} (hit / miss), mmsearch_sidecar_vector_cache_bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class SidecarMetrics:
     degraded: Any
     in_flight: Any
     batch_size: Any
+    cache_rows: Any
+    cache_bytes: Any
 
     @classmethod
     def create(cls, registry: Any = None) -> SidecarMetrics:
@@ -44,7 +47,18 @@ class SidecarMetrics:
             batch_size=Histogram("mmsearch_sidecar_batch_size",
                                  "Search requests per admission-window batch",
                                  buckets=BATCH_BUCKETS, registry=registry),
+            cache_rows=Counter("mmsearch_sidecar_vector_cache_rows",
+                               "Candidate rows looked up in the vector cache", ["result"],
+                               registry=registry),
+            cache_bytes=Gauge("mmsearch_sidecar_vector_cache_bytes",
+                              "Bytes of rows the vector cache holds", registry=registry,
+                              multiprocess_mode="livesum"),
         )
+
+    def observe_cache(self, hits: int, misses: int, used_bytes: int) -> None:
+        self.cache_rows.labels("hit").inc(hits)
+        self.cache_rows.labels("miss").inc(misses)
+        self.cache_bytes.set(used_bytes)
 
     def observe_search(self, timings_ms: dict[str, float], candidates: int,
                        degraded_reasons: list[str]) -> None:

@@ -64,6 +64,7 @@ from mmsearch.rerank.requests import (
 )
 from mmsearch.rerank.shaping import above_min_score, best_per_group, check_output_fields
 from mmsearch.rerank.timing import StageTimer
+from mmsearch.rerank.vector_cache import VectorCache
 
 MAX_FILTER_CHARS = 4096
 GROUP_WIDENING = 4  # default candidates per wanted hit when grouping
@@ -73,13 +74,14 @@ T = TypeVar("T")
 class SearchPipeline:
     def __init__(self, encoder: Encoder, milvus: Retrying, widths: tuple[int, ...],
                  specs: Mapping[int, IndexSpec], limits: Limits, coarse_width: int,
-                 scorer: Scorer | None = None, refine_in: str = "sidecar") -> None:
+                 scorer: Scorer | None = None, refine_in: str = "sidecar",
+                 cache: VectorCache | None = None) -> None:
         if coarse_width not in widths:
             raise ValueError(f"coarse width {coarse_width} is not one of {widths}")
         self.encoder, self.milvus, self.widths = encoder, milvus, widths
         self.specs, self.limits = specs, limits
         self.coarse_width, self.scorer = coarse_width, scorer
-        self.full_width = FullWidth(self._milvus, specs, refine_in)
+        self.full_width = FullWidth(self._milvus, specs, refine_in, cache)
         self.head = None if scorer is None else HeadRerank(
             scorer, self.full_width, limits.rerank_depth, encoder.config.local)
         self._verified: dict[str, float] = {}  # base -> monotonic time of the last check
@@ -219,7 +221,8 @@ class SearchPipeline:
         """One search call for every vector (nq = len(vectors)): hits per vector."""
         alias = layout.alias(width)
         data = [at_width(vector, width).tolist() for vector in vectors]
-        wanted = ["label", *fields]
+        hashed = self.full_width.cache is not None  # cached rows are valid for their hash
+        wanted = ["label", *(["content_hash"] if hashed else []), *fields]
         try:
             hits = self._milvus("ann", lambda c, t: c.search(
                 alias, data=data, limit=limit, filter=expr, output_fields=wanted,
@@ -232,6 +235,7 @@ class SearchPipeline:
             raise
         return [[{"id": h["id"], "ann": float(h["distance"]),
                   "label": h.get("entity", {}).get("label"),
+                  "hash": h.get("entity", {}).get("content_hash"),
                   "fields": {name: h.get("entity", {}).get(name) for name in fields}}
                  for h in per_query] for per_query in hits]
 
@@ -322,7 +326,8 @@ class SearchPipeline:
 
     def _candidates(self, job: SearchJob) -> None:
         skip_self = job.query.id is not None and not job.params.include_self
-        job.hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"])
+        job.hits = [Hit(f["id"], f["ann"], f["label"], f["ann"], fields=f["fields"],
+                        content_hash=f["hash"])
                     for f in job.found
                     if not (skip_self and f["id"] == job.query.id)][:job.candidates]
         job.result.candidates = len(job.hits)

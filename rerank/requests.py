@@ -84,6 +84,7 @@ class Hit:
     refine: float | None = None
     rerank: float | None = None
     fields: dict[str, Any] = field(default_factory=dict)  # the requested output fields
+    content_hash: str | None = None  # from the ANN when the vector cache is on
 
 
 @dataclass

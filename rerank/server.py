@@ -99,6 +99,9 @@ class Sidecar:
         self.metrics = metrics
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self.served_by = f"{socket.gethostname()}/{os.getpid()}"
+        cache = pipeline.full_width.cache
+        if metrics and cache is not None:
+            cache.observe = metrics.observe_cache
         self.admission = None if settings.batch_window_ms is None else AdmissionWindow(
             pipeline.search_batch, settings.batch_window_ms, settings.max_batch,
             settings.batch_runners, metrics.batch_size.observe if metrics else None)

@@ -76,3 +76,11 @@ def test_batching_settings_from_file_and_environment(tmp_path: Path) -> None:
     assert config.server.batch_window_ms == 2.5 and config.server.batch_runners == 3
     assert config.server.batching is False
     assert load_config(environ={}).server.batching is True
+
+
+def test_null_from_the_environment_turns_an_optional_setting_off() -> None:
+    assert load_config(environ={}).server.vector_cache_mb == 256
+    config = load_config(environ={"MMSEARCH_SERVER__VECTOR_CACHE_MB": "null"})
+    assert config.server.vector_cache_mb is None
+    with pytest.raises(ConfigError, match="server.chunk_size"):
+        load_config(environ={"MMSEARCH_SERVER__CHUNK_SIZE": "null"})
