@@ -153,8 +153,8 @@ def build_base(uri: str, data: Path, items: int, work: Path, reuse: bool) -> dic
     queries = [{"id": line["id"], "text": line["text"],
                 "image": (data / line["image"]).read_bytes(), "vector": by_id[line["id"]]}
                for line in lines if line["id"] in by_id]
-    client.close()
     total = client.get_collection_stats(f"{BASE}_d512")["row_count"]
+    client.close()
     return {"queries": queries, "ingest_s": ingest_s, "items": int(total), "reused": reuse,
             "fill_s": time.perf_counter() - filled, "manifest": manifest}
 
@@ -172,14 +172,34 @@ def wait_for_index(client: Any, alias: str) -> None:
         time.sleep(2)
 
 
-def start_sidecar(uri: str, port: int, batching: bool, cache: bool, processes: int
-                  ) -> subprocess.Popen:
+def scrape(metrics_port: int) -> dict[str, float]:
+    """The sidecar's own counters: vector cache hits / misses, batch sizes."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                  timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "mmsearch_sidecar_vector_cache_rows_total":
+                out[f"cache_{sample.labels['result']}"] = sample.value
+            elif sample.name in ("mmsearch_sidecar_batch_size_sum",
+                                 "mmsearch_sidecar_batch_size_count"):
+                out[sample.name.rsplit("_", 1)[1]] = sample.value
+    return out
+
+
+def start_sidecar(uri: str, port: int, batching: bool, cache: bool, processes: int,
+                  metrics_port: int) -> subprocess.Popen:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     proc = subprocess.Popen(cli("serve", "--uri", uri, "--address", f"127.0.0.1:{port}",
                                 "--processes", str(processes)),
                             env=env({"MMSEARCH_SERVER__BATCHING": str(batching).lower(),
+                                     "MMSEARCH_SERVER__METRICS_PORT": str(metrics_port),
                                      **({} if cache else {
                                          "MMSEARCH_SERVER__VECTOR_CACHE_MB": "null"})}),
                             stderr=subprocess.DEVNULL)
@@ -376,14 +396,23 @@ def run_all(args: argparse.Namespace, uri: str, work: Path, milvus_pids: list[in
             ("sidecar, vector cache off", True, False, 1),
             ("sidecar, batching and cache off (before)", False, False, 1),
             (f"sidecar, {args.processes} processes", True, True, args.processes)):
-        port = free_port()
-        sidecar = start_sidecar(uri, port, batching, cache, processes)
+        port, metrics_port = free_port(), free_port()
+        sidecar = start_sidecar(uri, port, batching, cache, processes, metrics_port)
         try:
             send, channels = sidecar_sender(port)
             if processes == 1:
                 single[name] = single_client(send, queries)
+            before = scrape(metrics_port)
             arms.append(run_arm(name, send, queries, args.seconds, tree(sidecar.pid),
                                 milvus_pids))
+            after = scrape(metrics_port)
+            counted = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            arms[-1]["sidecar_counters"] = counted
+            if counted.get("count"):
+                arms[-1]["mean_batch"] = counted["sum"] / counted["count"]
+            looked_up = counted.get("cache_hit", 0) + counted.get("cache_miss", 0)
+            if looked_up:
+                arms[-1]["cache_hit_rate"] = counted["cache_hit"] / looked_up
             for channel in channels:
                 channel.close()
         finally:
@@ -420,10 +449,13 @@ def write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
                      f"{arm['sidecar_cpu_ms']:.1f}", f"{arm['milvus_cpu_ms']:.1f}",
                      f"{arm['client_cpu_ms']:.1f}",
                      f"{curve[0][1]:.0f} -> {curve[-1][1]:.0f}" if curve and curve[0][1] else "-",
+                     f"{arm['mean_batch']:.1f}" if "mean_batch" in arm else "-",
+                     f"{arm['cache_hit_rate']:.2f}" if "cache_hit_rate" in arm else "-",
                      stages or "-"))
     table = markdown_table(("arm", "QPS", "vs naive", "p50 ms", "p99 ms", "errors",
                             "sidecar CPU ms/req", "Milvus CPU ms/req", "load client CPU ms/req",
-                            "sidecar RSS MB", "mean stage ms (sidecar's own)"), rows)
+                            "sidecar RSS MB", "mean batch", "cache hit rate",
+                            "mean stage ms (sidecar's own)"), rows)
     single = report["single_client_p50_ms"]
     delay = single["sidecar, vector cache off"] - single["sidecar, batching and cache off (before)"]
     markdown = (

@@ -11,6 +11,7 @@ import numpy as np
 from mmsearch.encoders.mrl import l2_normalize
 from mmsearch.plugin.expressions import ids_expression
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
+from mmsearch.plugin.results import query_rows, search_hits
 from mmsearch.plugin.schema import Layout
 from mmsearch.rerank.requests import Hit
 from mmsearch.rerank.vector_cache import VectorCache
@@ -40,11 +41,11 @@ class FullWidth:
         with_local = with_local or self.cache is not None  # cached rows are whole rows
         fields = ["id", "vector", *(["local"] if with_local else []),
                   *(["content_hash"] if self.cache is not None else [])]
-        # strict_float32: pymilvus decodes the vector column into one float32 array (rows
-        # hold views of it) instead of a Python list of floats per row
-        rows = self.call("fetch", lambda c, t: c.query(
+        # the vector column is decoded into one float32 matrix (rows hold views of it),
+        # not a Python list of floats per row (plugin/results.py)
+        rows = query_rows(self.call("fetch", lambda c, t: c.query(
             alias, filter=expression, output_fields=fields, timeout=t, strict_float32=True),
-            deadline)
+            deadline))
         if self.cache is not None:
             self.cache.put_many(layout.base, rows)
         return {row["id"]: row for row in rows}
@@ -110,9 +111,9 @@ class FullWidth:
             filter=ids_expression(ids), output_fields=[],
             search_params=search_params_for(self.specs[width], len(ids)), timeout=t),
             deadline)
-        return {h["id"]: float(h["distance"]) for h in found[0]}
+        return {item_id: float(distance) for item_id, distance, _ in search_hits(found[0])}
 
 
 def unit_vectors(rows: Mapping[str, Mapping[str, Any]], ids: list[str]) -> np.ndarray:
     """(len(ids), width) unit vectors of fetched rows, in the order of ids."""
-    return l2_normalize(np.stack([np.asarray(rows[i]["vector"], np.float32) for i in ids]))
+    return l2_normalize(np.stack([rows[i]["vector"] for i in ids]).astype(np.float32))

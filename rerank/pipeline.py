@@ -22,6 +22,7 @@ from mmsearch.plugin.connection import Retrying, is_expression_error
 from mmsearch.plugin.expressions import id_problem
 from mmsearch.plugin.index_spec import IndexSpec, search_params_for
 from mmsearch.plugin.local_features import decode_local
+from mmsearch.plugin.results import search_hits
 from mmsearch.plugin.schema import (
     MODEL_ID_PROPERTY,
     Layout,
@@ -233,11 +234,11 @@ class SearchPipeline:
             if expr and is_expression_error(exc):
                 raise ValidationError(f"Milvus rejected the expression: {exc}", "filter") from None
             raise
-        return [[{"id": h["id"], "ann": float(h["distance"]),
-                  "label": h.get("entity", {}).get("label"),
-                  "hash": h.get("entity", {}).get("content_hash"),
-                  "fields": {name: h.get("entity", {}).get(name) for name in fields}}
-                 for h in per_query] for per_query in hits]
+        return [[{"id": item_id, "ann": float(distance), "label": entity.get("label"),
+                  "hash": entity.get("content_hash"),
+                  "fields": {name: entity.get(name) for name in fields}}
+                 for item_id, distance, entity in search_hits(per_query)]
+                for per_query in hits]
 
     def search(self, query: SearchQuery, params: SearchParams) -> SearchResult:
         outcome = self.search_batch([(query, params)])[0]
