@@ -43,7 +43,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mmsearch-batch-bench-"))
     config = load_config(None, overrides={
         "milvus": {"uri": args.uri or str(work / "bench.db")}, "state_dir": str(work / "state"),
-        "base": "bench", "limits": {"max_concurrency": args.queries + 8,
+        "base": "batchbench", "limits": {"max_concurrency": args.queries + 8,
                                     "deadline_ms": 600_000}})
     manifest = test_manifest(args.data, work)
     cmd_ingest(argparse.Namespace(base=None, state_dir=None, batch_size=None, shard="0/1",
@@ -52,7 +52,7 @@ def main() -> None:
                config)
     texts = [line.split('"text": "')[1].split('"')[0]
              for line in manifest.read_text().splitlines()][: args.queries]
-    requests = [pb.SearchRequest(base="bench", top_k=10, query=pb.Query(text=t))
+    requests = [pb.SearchRequest(base="batchbench", top_k=10, query=pb.Query(text=t))
                 for t in texts]
     pipeline = build_pipeline(config)
     server_name = pipeline.milvus.call("version", lambda c: c.get_server_version())

@@ -15,7 +15,7 @@ from mmsearch.v1 import search_pb2 as pb
 NO_GRPC_DEADLINE_S = 1e9
 DEGRADED = {"rerank_deadline": pb.DEGRADED_REASON_RERANK_DEADLINE}
 DEGRADED_NAMES = {code: name for name, code in DEGRADED.items()}
-TIMED_STAGES = ("encode", "ann", "refine", "fetch", "rerank", "total")
+TIMED_STAGES = ("encode", "queue", "ann", "refine", "fetch", "rerank", "total")
 
 
 def query_from_pb(query: pb.Query) -> SearchQuery:

@@ -26,6 +26,9 @@ def test_output_fields_come_back_typed_and_unknown_ones_are_named(stack: dict) -
     assert fields["flag"].WhichOneof("kind") == "bool_value" and fields["flag"].bool_value
     assert fields["label"].string_value == "L4"
     assert reply.metadata.timings.total > 0 and reply.metadata.timings.ann > 0
+    # Search waits in the admission window: its wait is a stage and part of the total
+    assert "queue" in reply.metadata.timings_ms
+    assert reply.metadata.timings.total >= reply.metadata.timings.queue > 0
     code, details = call_code(search.Search, pb.SearchRequest(
         base="items", top_k=5, query=pb.Query(text="red"), output_fields=["label", "price"]))
     assert code == grpc.StatusCode.INVALID_ARGUMENT

@@ -108,20 +108,22 @@ class Hit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., stages: _Optional[_Union[StageScores, _Mapping]] = ..., label: _Optional[str] = ..., fields: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("encode", "ann", "refine", "fetch", "rerank", "total")
+    __slots__ = ("encode", "ann", "refine", "fetch", "rerank", "total", "queue")
     ENCODE_FIELD_NUMBER: _ClassVar[int]
     ANN_FIELD_NUMBER: _ClassVar[int]
     REFINE_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     encode: float
     ann: float
     refine: float
     fetch: float
     rerank: float
     total: float
-    def __init__(self, encode: _Optional[float] = ..., ann: _Optional[float] = ..., refine: _Optional[float] = ..., fetch: _Optional[float] = ..., rerank: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
+    queue: float
+    def __init__(self, encode: _Optional[float] = ..., ann: _Optional[float] = ..., refine: _Optional[float] = ..., fetch: _Optional[float] = ..., rerank: _Optional[float] = ..., total: _Optional[float] = ..., queue: _Optional[float] = ...) -> None: ...
 
 class ResponseMetadata(_message.Message):
     __slots__ = ("timings_ms", "degraded", "degraded_reasons", "model_id", "candidates", "notes", "min_score_applied", "timings")
