@@ -19,8 +19,27 @@ from benchmarks._report import RESULTS, markdown_table
 
 REPORT = Path(__file__).resolve().parent / "report"
 RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
-       "sidecar_latency", "funnel")
-READ_ONLY = ("funnel_milvus", "decode_memory", "refine_paths_lite", "refine_paths_server")
+       "sidecar_latency", "funnel", "min_score")
+READ_ONLY = ("funnel_milvus", "decode_memory", "refine_paths_lite", "refine_paths_server",
+             "sidecar_load_server", "sidecar_load_lite", "search_batch", "search_batch_server")
+# result pages included as they are, under one heading each (title, result names)
+INCLUDED = (("Relevance threshold (min_score)", ("min_score",)),
+            ("Throughput under 64 clients", ("sidecar_load_server", "sidecar_load_lite")),
+            ("SearchBatch vs Search calls", ("search_batch_server", "search_batch")))
+
+
+def included_section(title: str, names: tuple[str, ...]) -> str:
+    """Each result's own Markdown (its first lines name the machine and the date), the
+    headings moved one level down and the images pointed at benchmarks/results/."""
+    parts = []
+    for name in names:
+        path = RESULTS / f"{name}.md"
+        if path.is_file():
+            text = path.read_text().replace("](", "](../results/").replace(
+                "](../results/http", "](http")
+            parts.append("\n".join("##" + line if line.startswith("#") else line
+                                   for line in text.splitlines()))
+    return f"## {title}\n\n" + "\n\n".join(parts) + "\n" if parts else ""
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -278,6 +297,7 @@ def main() -> None:
         funnel_section(data["funnel"], data["funnel_milvus"]),
         decode_section(data["decode_memory"]) if data["decode_memory"] else "",
         refine_section(data["refine_paths_lite"], data["refine_paths_server"]),
+        *(included_section(title, names) for title, names in INCLUDED),
     ]
     missing = [name for name, value in data.items() if value is None]
     page = ("# mmsearch benchmark report\n\nOne page over `benchmarks/results/` (each section "

@@ -355,6 +355,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--name", help="result name (default by server)")
+    parser.add_argument("--arms", nargs="+", help="run only these arms (names as in the "
+                        "table), e.g. one long `sidecar` arm for the memory curve")
     parser.add_argument("--reuse-base", action="store_true",
                         help="measure the base an earlier run left on this server")
     args = parser.parse_args()
@@ -396,6 +398,8 @@ def run_all(args: argparse.Namespace, uri: str, work: Path, milvus_pids: list[in
             ("sidecar, vector cache off", True, False, 1),
             ("sidecar, batching and cache off (before)", False, False, 1),
             (f"sidecar, {args.processes} processes", True, True, args.processes)):
+        if args.arms and name not in args.arms:
+            continue
         port, metrics_port = free_port(), free_port()
         sidecar = start_sidecar(uri, port, batching, cache, processes, metrics_port)
         try:
@@ -418,10 +422,11 @@ def run_all(args: argparse.Namespace, uri: str, work: Path, milvus_pids: list[in
         finally:
             sidecar.terminate()
             sidecar.wait(60)
-    send, client = naive_sender(uri)
-    single["naive client"] = single_client(send, queries)
-    arms.append(run_arm("naive client", send, queries, args.seconds, [], milvus_pids))
-    client.close()
+    if not args.arms or "naive client" in args.arms:
+        send, client = naive_sender(uri)
+        single["naive client"] = single_client(send, queries)
+        arms.append(run_arm("naive client", send, queries, args.seconds, [], milvus_pids))
+        client.close()
     return {"server": server, "milvus": "lite" if server.startswith("milvus_lite") else "server",
             **base, "arms": arms, "single_client_p50_ms": single}
 
@@ -437,7 +442,7 @@ def write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
     lite = server.startswith("milvus_lite")
     name = args.name or ("sidecar_load_lite" if lite else "sidecar_load_server")
     arms = {a["arm"]: a for a in report["arms"]}
-    naive = arms["naive client"]
+    naive = arms.get("naive client", {"qps": float("nan")})
     rows = []
     for arm in report["arms"]:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(arm["stages_ms"].items())
@@ -457,21 +462,26 @@ def write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
                             "sidecar RSS MB", "mean batch", "cache hit rate",
                             "mean stage ms (sidecar's own)"), rows)
     single = report["single_client_p50_ms"]
-    delay = single["sidecar, vector cache off"] - single["sidecar, batching and cache off (before)"]
+    delay = (single.get("sidecar, vector cache off", float("nan"))
+             - single.get("sidecar, batching and cache off (before)", float("nan")))
     markdown = (
         f"# Sidecar under load: {server}, {report['items']:,} items\n\n"
         f"{CLIENTS} closed-loop clients for {args.seconds:.0f} s per arm (after a warm-up), "
         "queries by id / text / image in turn, top_k 10 from 200 candidates, rerank on "
         "(shipped scorer) for the sidecar arms; the naive client gets each query's vector "
         "and skips encoding and rerank. Widths 64 and 512; sidecar, Milvus and this load "
-        "client share one 2-core machine. Base: the emoji test split ingested by `mmsearch "
-        f"ingest` ({report['ingest_s']:.0f} s) plus synthetic rows ({report['fill_s']:.0f} s)."
-        "\n\n" + table + "\n\n"
+        "client share one 2-core machine. "
+        + ("Base: built by an earlier run on this server, measured as it stood "
+           "(`--reuse-base`)." if report.get("reused") else
+           "Base: the emoji test split ingested by `mmsearch ingest` "
+           f"({report['ingest_s']:.0f} s) plus synthetic rows ({report['fill_s']:.0f} s).")
+        + "\n\n" + table + "\n\n"
         "Single client, queries by id, p50 ms: "
         + ", ".join(f"{k} {v:.1f}" for k, v in single.items())
         + f". A lone request's added batching delay (cache off, batching on - off): "
           f"{delay:+.1f} ms.\n\n"
-        f"![load]({name}.png)\n")
+        f"![load]({name}.png)\n"
+    )
     write(name, report, markdown)
     plot(name, report)
     print(markdown)

@@ -30,6 +30,16 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
+def import_cuda_torch() -> Any:
+    """torch, whose CUDA tensors are the engines' device buffers."""
+    try:
+        import torch
+    except ImportError:
+        raise BackendMissingError("torch (CUDA buffers for TensorRT)",
+                                  "pip install torch==2.13.0") from None
+    return torch
+
+
 def _profile_shapes(manifest: ModelManifest, max_batch: int, max_seq: int
                     ) -> dict[str, dict[str, tuple[tuple[int, ...], ...]]]:
     size = manifest.config.image_tower.input_size
@@ -124,12 +134,7 @@ class TensorRTEncoder(Encoder):
     runtime = "tensorrt"
 
     def __init__(self, export_dir: Path, batch_size: int = 32) -> None:
-        trt = import_tensorrt()
-        try:
-            import torch
-        except ImportError:
-            raise BackendMissingError("torch (CUDA buffers for TensorRT)",
-                                      "pip install torch==2.13.0") from None
+        trt, torch = import_tensorrt(), import_cuda_torch()
         self.export_dir = Path(export_dir)
         self.manifest = ModelManifest.load(self.export_dir)
         missing = [e for e in ENGINES.values() if e not in self.manifest.engines]

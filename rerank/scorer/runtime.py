@@ -151,14 +151,13 @@ class TensorRTScorer(ChunkedScorer):
     BackendMissingError with the pip command: nothing falls back to ONNX Runtime."""
 
     def __init__(self, folder: Path, chunk_size: int = 16) -> None:
-        from mmsearch.encoders.runtimes.tensorrt_runtime import TensorRTEngine, import_tensorrt
+        from mmsearch.encoders.runtimes.tensorrt_runtime import (
+            TensorRTEngine,
+            import_cuda_torch,
+            import_tensorrt,
+        )
 
-        trt = import_tensorrt()
-        try:
-            import torch
-        except ImportError:
-            raise BackendMissingError("torch (CUDA buffers for TensorRT)",
-                                      "pip install torch==2.13.0") from None
+        trt, torch = import_tensorrt(), import_cuda_torch()
         super().__init__(folder, chunk_size)
         engine = self.meta.get("engine")
         if not engine:
