@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import socket
 import tempfile
 import threading
+import time
 from typing import Any
 
 from mmsearch.app.config import Config
@@ -142,11 +144,8 @@ def serve_processes(config: Config, address: str | None, processes: int,
     try:
         for worker in workers:
             worker.start()
-        for _ in workers:
-            kind, detail = ready.get(timeout=STARTUP_TIMEOUT_S)
-            if kind == "error":
-                log.error("a worker could not start: %s", detail)
-                return 1
+        if not _all_ready(workers, ready):
+            return 1
         log.info("serving mmsearch.v1 on %s with %d worker processes (pids %s)", shared,
                  processes, ", ".join(str(w.pid) for w in workers))
         while not stop.wait(0.5):
@@ -159,6 +158,28 @@ def serve_processes(config: Config, address: str | None, processes: int,
     finally:
         _stop_all(workers, metrics_dir)
         reservation.close()
+
+
+def _all_ready(workers: list[Any], ready: Any) -> bool:
+    """Every worker reported serving; False (logged) when one failed, died or hung."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    serving = 0
+    while serving < len(workers):
+        try:
+            kind, detail = ready.get(timeout=0.5)
+        except queue.Empty:
+            if any(not w.is_alive() for w in workers):
+                log.error("a worker exited while starting (see its log above)")
+                return False
+            if time.monotonic() > deadline:
+                log.error("workers did not start within %d s", STARTUP_TIMEOUT_S)
+                return False
+            continue
+        if kind == "error":
+            log.error("a worker could not start: %s", detail)
+            return False
+        serving += 1
+    return True
 
 
 def _worker(config: Config, address: str, ready: Any, log_settings: tuple[bool, str]

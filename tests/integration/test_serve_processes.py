@@ -114,3 +114,12 @@ def test_processes_must_be_positive(models_dir: Path) -> None:
     result = subprocess.run(serve_command("x.db", models_dir, free_port(), 0), env=env(),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--processes" in result.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_group(tmp_path: Path) -> None:
+    empty = tmp_path / "models"
+    empty.mkdir()
+    result = subprocess.run(serve_command(str(tmp_path / "x.db"), empty, free_port(), 2),
+                            env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "a worker could not start" in result.stderr and "no model" in result.stderr
