@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import socket
 import tempfile
@@ -219,7 +220,5 @@ def _stop_all(workers: list[Any], metrics_dir: str | None) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join()
-        if metrics_dir and worker.pid:
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(worker.pid)
+    if metrics_dir:  # the workers' metric files die with the group (and its /metrics)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

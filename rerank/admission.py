@@ -44,7 +44,6 @@ class AdmissionWindow:
         self.run_batch, self.window_s = run_batch, window_ms / 1000
         self.max_batch, self.on_batch = max_batch, on_batch
         self._queue: list[_Waiting] = []
-        self._opened = 0.0  # monotonic time the oldest queued request arrived
         self._ready = threading.Condition()
         self._stopped = False
         self._runners = [threading.Thread(target=self._run, name=f"batch-{i}", daemon=True)
@@ -57,8 +56,6 @@ class AdmissionWindow:
         with self._ready:
             if self._stopped:
                 raise RuntimeError("the admission window is stopped")
-            if not self._queue:
-                self._opened = time.monotonic()
             self._queue.append(waiting)
             self._ready.notify()
         timeout = (None if params.deadline is None
@@ -78,18 +75,20 @@ class AdmissionWindow:
             runner.join(timeout=5)
 
     def _next_batch(self) -> list[_Waiting] | None:
+        """The next batch to run, or None once stopped and drained. Another runner may
+        take the queue while this one waits out a window: it then waits for the next."""
         with self._ready:
-            while not self._queue and not self._stopped:
-                self._ready.wait()
-            while not self._stopped and len(self._queue) < self.max_batch:
-                left = self._opened + self.window_s - time.monotonic()
-                if left <= 0:
+            while True:
+                while not self._queue and not self._stopped:
+                    self._ready.wait()
+                if not self._queue:
+                    return None
+                # the window runs from the oldest waiting request's arrival
+                left = self._queue[0].queued + self.window_s - time.perf_counter()
+                if left <= 0 or len(self._queue) >= self.max_batch or self._stopped:
                     break
                 self._ready.wait(left)
-            if not self._queue:
-                return None
             batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-            self._opened = time.monotonic()
             if self._queue:
                 self._ready.notify()  # another runner takes the rest
             return batch

@@ -4,7 +4,7 @@ features) and exact full-width cosines of candidates, scored here or in Milvus."
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +16,6 @@ from mmsearch.plugin.schema import Layout
 from mmsearch.rerank.requests import Hit
 from mmsearch.rerank.vector_cache import VectorCache
 
-T = TypeVar("T")
 # where exact full-width scoring runs; sidecar measured faster on Milvus Lite and on the
 # Milvus 2.3.5 server (benchmarks/results/refine_paths_*.md)
 REFINE_IN = ("sidecar", "milvus")

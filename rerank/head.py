@@ -104,4 +104,3 @@ class HeadRerank:
         has = np.asarray([d is not None for d in decoded])
         empty = np.zeros((spec.cells, spec.dim), np.float32)
         return np.stack([d if d is not None else empty for d in decoded]), has
-

@@ -17,6 +17,7 @@ from mmsearch.rerank.timing import StageTimer
 
 @dataclass
 class SearchJob:
+    """One request in a batch: its input, what each stage left for the next, its error."""
 
     query: SearchQuery
     params: SearchParams
@@ -35,6 +36,7 @@ class SearchJob:
     found: list[dict[str, Any]] = field(default_factory=list)  # the ANN's answer
     hits: list[Hit] = field(default_factory=list)  # in the order of the last stage run
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # fetched, by id
+
 
 def live(jobs: list[SearchJob]) -> list[SearchJob]:
     return [job for job in jobs if job.error is None]

@@ -113,8 +113,7 @@ class Sidecar:
             if not self._slots.acquire(blocking=False):
                 self._count(name, "RESOURCE_EXHAUSTED")
                 return self._abort(context, name, OverloadedError(
-                    f"more than {self.settings.max_concurrency} requests in flight"),
-                    self.served_by)
+                    f"more than {self.settings.max_concurrency} requests in flight"))
             if self.metrics:
                 self.metrics.in_flight.inc()
             try:
@@ -128,7 +127,7 @@ class Sidecar:
                 return reply
             except Exception as exc:  # noqa: BLE001 - mapped by the one table
                 self._count(name, status_for(exc)[0])
-                return self._abort(context, name, exc, self.served_by)
+                return self._abort(context, name, exc)
             finally:
                 if self.metrics:
                     self.metrics.in_flight.dec()
@@ -151,15 +150,13 @@ class Sidecar:
         if not hmac.compare_digest(sent.encode(), f"Bearer {self.settings.token}".encode()):
             raise UnauthenticatedError("missing or wrong bearer token", "authorization")
 
-    @staticmethod
-    def _abort(context: grpc.ServicerContext, name: str, error: BaseException,
-               served_by: str) -> Any:
+    def _abort(self, context: grpc.ServicerContext, name: str, error: BaseException) -> Any:
         """One status per error (the one table), one log line per failed request with its
         request id (the client's x-request-id, or one made here and sent back), and a
         traceback only for INTERNAL: expected failures are not bugs."""
         code, message = status_for(error)
         request_id = dict(context.invocation_metadata()).get(REQUEST_ID) or uuid.uuid4().hex[:16]
-        context.set_trailing_metadata(((REQUEST_ID, request_id), (SERVED_BY, served_by)))
+        context.set_trailing_metadata(((REQUEST_ID, request_id), (SERVED_BY, self.served_by)))
         rpc = name.removesuffix("Request")
         if code == "INTERNAL":
             log.error("request %s %s: unexpected error", request_id, rpc, exc_info=error)

@@ -165,6 +165,27 @@ def test_a_full_batch_does_not_wait_for_the_window(stack: dict) -> None:
     assert all(isinstance(o, SearchResult) for o in outcomes)
 
 
+def test_every_runner_keeps_serving_when_another_took_the_queue(stack: dict) -> None:
+    """Requests a little apart wake both runners; the one that finds the queue taken
+    while its window runs must wait for the next request, not stop."""
+    recording = Recording(stack["pipeline"])
+    window = AdmissionWindow(recording, window_ms=30, max_batch=64, runners=2)
+    try:
+        for _ in range(5):
+            first = threading.Thread(target=window.search, args=(
+                SearchQuery(text="red"), SearchParams("items", 2)))
+            first.start()
+            time.sleep(0.005)
+            window.search(SearchQuery(text="blue"), SearchParams("items", 2))
+            first.join(timeout=30)
+        time.sleep(0.2)  # several windows with nothing queued
+        assert all(runner.is_alive() for runner in window._runners)
+        window.search(SearchQuery(text="green"), SearchParams("items", 2))
+    finally:
+        window.stop()
+    assert sum(recording.sizes) == 11
+
+
 def test_window_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="runners"):
         AdmissionWindow(lambda items: [], window_ms=1, max_batch=64, runners=0)
