@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mmsearch.v1 import search_pb2 as pb
 from mmsearch.v1 import search_pb2_grpc
 from support.data import write_items
-from support.processes import env, free_port, start_lite_server, worker_command
+from support.processes import (
+    env,
+    free_port,
+    serve_command,
+    start_lite_server,
+    wait_serving,
+    worker_command,
+)
 
 
 def child_pids(parent: int) -> set[int]:
@@ -32,27 +37,6 @@ def child_pids(parent: int) -> set[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
                 found.add(int(entry.name))
     return found
-
-
-def serve_command(uri: str, models_dir: Path, port: int, processes: int) -> list[str]:
-    return [sys.executable, "-m", "mmsearch.app.cli", "serve", "--uri", uri,
-            "--models-dir", str(models_dir), "--model", "tiny",
-            "--address", f"127.0.0.1:{port}", "--processes", str(processes)]
-
-
-def wait_serving(port: int, timeout_s: float = 120) -> None:
-    deadline = time.time() + timeout_s
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        checker = health_pb2_grpc.HealthStub(channel)
-        while time.time() < deadline:
-            try:
-                if checker.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.3)
-    pytest.fail(f"no SERVING answer on port {port} in {timeout_s} s")
 
 
 @pytest.fixture(scope="module")

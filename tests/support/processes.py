@@ -11,14 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mmsearch.app.demo import free_port
 from mmsearch.plugin.collections import count, ensure_loaded
 from mmsearch.plugin.connection import MilvusTarget, connect, milvus_lite_executable
 
 __all__ = ["free_port", "worker_command", "env", "checkpoint", "assert_complete",
-           "start_lite_server", "WIDTHS"]
+           "start_lite_server", "serve_command", "wait_serving", "WIDTHS"]
 
 WIDTHS = "8,16,32"
 
@@ -66,3 +68,24 @@ def start_lite_server(data_dir: Path, port: int) -> subprocess.Popen:
         time.sleep(0.2)
     proc.kill()
     pytest.fail("milvus-lite server did not start in 60 s")
+
+
+def serve_command(uri: str, models_dir: Path, port: int, processes: int) -> list[str]:
+    return [sys.executable, "-m", "mmsearch.app.cli", "serve", "--uri", uri,
+            "--models-dir", str(models_dir), "--model", "tiny",
+            "--address", f"127.0.0.1:{port}", "--processes", str(processes)]
+
+
+def wait_serving(port: int, timeout_s: float = 120) -> None:
+    deadline = time.time() + timeout_s
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        checker = health_pb2_grpc.HealthStub(channel)
+        while time.time() < deadline:
+            try:
+                if checker.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+    pytest.fail(f"no SERVING answer on port {port} in {timeout_s} s")

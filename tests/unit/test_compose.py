@@ -76,10 +76,23 @@ def test_environment_names_real_config_keys(name: str, tmp_path: Path) -> None:
 
 def test_prometheus_scrapes_both_metric_ports() -> None:
     scrape = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
-    targets = {t for job in scrape["scrape_configs"] for s in job["static_configs"]
+    targets = {t for job in scrape["scrape_configs"] for s in job.get("static_configs", [])
                for t in s["targets"]}
-    assert {"worker:9101", "sidecar:9102"} <= targets
-    assert "9101" in SERVICES["worker"]["command"]
+    assert "worker:9101" in targets and "9101" in SERVICES["worker"]["command"]
+    sidecar = next(j for j in scrape["scrape_configs"] if j["job_name"] == "mmsearch-sidecar")
+    discovered = sidecar["dns_sd_configs"][0]  # every replica, not the first to answer
+    assert discovered["names"] == ["sidecar"] and discovered["port"] == 9102
+
+
+def test_sidecar_replicas_each_get_a_host_port() -> None:
+    sidecar = SERVICES["sidecar"]
+    replicas = sidecar["deploy"]["replicas"]
+    assert replicas >= 2
+    (port,) = sidecar["ports"]
+    host, container = port.rsplit(":", 1)
+    first, last = (int(p) for p in host.split(":")[1].split("-"))
+    assert last - first + 1 == replicas and container == "50051"
+    assert "0.0.0.0:50051" in sidecar["command"]
 
 
 def test_serving_path_imports_without_torch(tiny_model: tuple[Path, Path]) -> None:
