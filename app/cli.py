@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmsearch.app.commands import backfill as backfill_commands
 from mmsearch.app.commands import index as index_commands
 from mmsearch.app.commands import ingest as ingest_commands
 from mmsearch.app.commands import serve as serve_commands
@@ -132,6 +133,7 @@ def _plugin_parsers(sub: Any) -> None:
     lite.add_argument("--host", default="127.0.0.1")
     lite.add_argument("--port", type=int, default=19530)
     lite.set_defaults(func=ingest_commands.cmd_lite_server)
+    backfill_commands.add_parser(sub, _common)
 
 
 def _rerank_parsers(sub: Any) -> None:

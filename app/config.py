@@ -94,13 +94,13 @@ class ServerConfig:
     # where refine scores candidates: sidecar (fetch the vectors; measured faster on Lite
     # and on Milvus 2.3.5) or milvus (only scores travel; benchmarks/results/refine_paths_*)
     refine_in: str = "sidecar"
+    # full-width rows kept in the sidecar's memory (MB; null = off): refine and rerank read
+    # cached candidates instead of fetching them, valid while their content_hash holds
+    vector_cache_mb: int | None = 256
     # concurrent Search calls gathered into shared batches (one encoder batch, one ANN
     # call per compatible group, one fetch, one scorer run): a request waits up to
     # batch_window_ms for company; batch_runners batches run at once, and while all are
     # busy the next one fills up to limits.max_batch (benchmarks/results/sidecar_load.md)
-    # full-width rows kept in the sidecar's memory (MB; null = off): refine and rerank read
-    # cached candidates instead of fetching them, valid while their content_hash holds
-    vector_cache_mb: int | None = 256
     batching: bool = True
     batch_window_ms: float = 1.0
     batch_runners: int = 2
@@ -112,6 +112,22 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class BulkConfig:
+    """Where `mmsearch backfill --import` leaves the files for the server to read."""
+
+    # local: the server reads this machine's paths (the embedded server, or a server whose
+    # volume is mounted at the same path); s3: upload to the bucket Milvus keeps its own
+    # data in (MinIO/S3: minio.bucketName in milvus.yaml), which is what a server reads
+    storage: str = "local"
+    endpoint: str | None = None  # s3: host:port of MinIO/S3
+    bucket: str | None = None
+    prefix: str = "mmsearch-bulk"  # key prefix inside the bucket
+    secure: bool = True  # https to the endpoint
+    access_key_file: str | None = None
+    secret_key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     base: str = "items"
     widths: tuple[int, ...] = DEFAULT_WIDTHS
@@ -120,6 +136,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    bulk: BulkConfig = field(default_factory=BulkConfig)
     # `index: {64: {"index_type": "HNSW", ...}}` over the defaults, parsed once by
     # load_config into a spec for every width (plugin.index_spec)
     index: Mapping[int, IndexSpec] = field(default_factory=dict)
@@ -134,7 +151,7 @@ _REMOVED = {"server.workers": "removed: the sidecar sizes its thread pool from "
                               "set that instead"}
 MAX_BATCH_WINDOW_MS = 100.0
 _SECTIONS = {"milvus": MilvusConfig, "models": ModelsConfig, "server": ServerConfig,
-             "limits": LimitsConfig}
+             "limits": LimitsConfig, "bulk": BulkConfig}
 
 
 def _coerce(key: str, value: Any, annotation: str) -> Any:
@@ -239,6 +256,15 @@ def _read_token(milvus: MilvusConfig, environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def _check_bulk(bulk: BulkConfig) -> None:
+    if bulk.storage not in ("local", "s3"):
+        raise ConfigError("bulk.storage", f"one of local, s3, got {bulk.storage!r}")
+    if bulk.storage == "s3":
+        for name in ("endpoint", "bucket", "access_key_file", "secret_key_file"):
+            if getattr(bulk, name) is None:
+                raise ConfigError(f"bulk.{name}", "needed when bulk.storage is s3")
+
+
 def _find_models_dir(models: ModelsConfig) -> Path:
     """No folder given: the first of ./models and the project's models/ that holds the
     configured model (its folder or its export), else ./models."""
@@ -279,6 +305,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     if config.server.batch_window_ms > MAX_BATCH_WINDOW_MS:
         raise ConfigError("server.batch_window_ms", f"at most {MAX_BATCH_WINDOW_MS} ms (every "
                           f"request may wait that long), got {config.server.batch_window_ms}")
+    _check_bulk(config.bulk)
     if config.server.refine_in not in REFINE_IN:
         raise ConfigError("server.refine_in", f"one of {', '.join(REFINE_IN)}")
     coarse = config.server.coarse_width

@@ -87,18 +87,28 @@ def ensure_collections(client: Any, layout: Layout, attrs: Mapping[str, str], mo
             continue
         physical = layout.physical(width)
         if not client.has_collection(physical):
-            client.create_collection(
-                physical, schema=build_schema(layout, width, attrs, nullable),
-                properties={MODEL_ID_PROPERTY: model_id, WIDTH_PROPERTY: str(width),
-                            UUID_PROPERTY: uuid.uuid4().hex,
-                            INDEX_PROPERTY: json.dumps(specs[width].to_json())})
-            # an empty collection's index is ready at once, so no wait: pymilvus's wait
-            # starts with AllocTimestamp, which Milvus Lite lacks (an ERROR traceback each)
-            client.create_index(physical, _index_params(client, specs[width]), sync=False)
+            create_version(client, layout, width, 1, attrs, model_id, specs[width], nullable)
             client.load_collection(physical)
         client.create_alias(physical, alias)
         created.append(alias)
     return created
+
+
+def create_version(client: Any, layout: Layout, width: int, version: int,
+                   attrs: Mapping[str, str], model_id: str, spec: IndexSpec, nullable: bool,
+                   properties: Mapping[str, str] | None = None) -> str:
+    """A new, empty, indexed physical collection `<base>_d<w>_v<version>` (not loaded, no
+    alias): the one place the collection properties are set."""
+    physical = layout.physical(width, version)
+    client.create_collection(
+        physical, schema=build_schema(layout, width, attrs, nullable),
+        properties={MODEL_ID_PROPERTY: model_id, WIDTH_PROPERTY: str(width),
+                    UUID_PROPERTY: uuid.uuid4().hex,
+                    INDEX_PROPERTY: json.dumps(spec.to_json()), **(properties or {})})
+    # an empty collection's index is ready at once, so no wait: pymilvus's wait starts
+    # with AllocTimestamp, which Milvus Lite lacks (an ERROR traceback each)
+    client.create_index(physical, _index_params(client, spec), sync=False)
+    return physical
 
 
 def collection_uuids(client: Any, layout: Layout) -> dict[str, str | None]:

@@ -53,24 +53,41 @@ class Source(ABC):
         return digest.hexdigest()
 
 
+def parse_jsonl_line(number: int, raw: bytes) -> RawRecord | None:
+    """One manifest line as a record (None for a blank line)."""
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return RawRecord(number, None, "line is not valid UTF-8")
+    except json.JSONDecodeError as exc:
+        return RawRecord(number, None, f"not valid JSON ({exc.msg})")
+    if not isinstance(data, dict):
+        return RawRecord(number, None, "line is not a JSON object")
+    return RawRecord(number, data)
+
+
+def jsonl_span(path: Path, offset: int, first_line: int, lines: int) -> Iterator[RawRecord]:
+    """The records of `lines` lines starting at byte `offset` (which begins line
+    `first_line`): how a bulk block reads its part of a manifest without the rest."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for number in range(first_line, first_line + lines):
+            raw = handle.readline()
+            if not raw:
+                return
+            record = parse_jsonl_line(number, raw)
+            if record is not None:
+                yield record
+
+
 class JsonlSource(Source):
     def records(self, start_after: int = 0) -> Iterator[RawRecord]:
         with open(self.path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
-                if number <= start_after or not raw.strip():
-                    continue
-                try:
-                    data = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    yield RawRecord(number, None, "line is not valid UTF-8")
-                    continue
-                except json.JSONDecodeError as exc:
-                    yield RawRecord(number, None, f"not valid JSON ({exc.msg})")
-                    continue
-                if not isinstance(data, dict):
-                    yield RawRecord(number, None, "line is not a JSON object")
-                    continue
-                yield RawRecord(number, data)
+                if number > start_after and (record := parse_jsonl_line(number, raw)):
+                    yield record
 
 
 class ParquetSource(Source):

@@ -30,9 +30,9 @@ from mmsearch.plugin.collections import (
 from mmsearch.plugin.connection import Retrying
 from mmsearch.plugin.expressions import ids_expression
 from mmsearch.plugin.index_spec import IndexSpec
-from mmsearch.plugin.local_features import encode_local
 from mmsearch.plugin.metrics import WorkerMetrics
-from mmsearch.plugin.schema import ZERO_VALUES, Layout, attr_type_of, server_supports_nullable
+from mmsearch.plugin.rows import RowBuilder
+from mmsearch.plugin.schema import Layout, attr_type_of, server_supports_nullable
 from mmsearch.plugin.sources import RawRecord, Source
 from mmsearch.plugin.state import Checkpoint, StateStore
 from mmsearch.plugin.validate import Candidate, Deletion, RecordValidator, Rejection, check_attrs
@@ -366,21 +366,10 @@ class IngestWorker:
         if not items:
             return 0
         layout = self.options.layout
-        attr_names = sorted(self.attrs or {})
-        base_rows = [{"id": c.id, "label": c.label, "content_hash": c.content_hash,
-                      **{name: c.attrs.get(name) for name in attr_names}} for c in items]
-        if not self.nullable:
-            types = {"label": "varchar", **(self.attrs or {})}
-            for row in base_rows:
-                for name, kind in types.items():
-                    if row[name] is None:
-                        row[name] = ZERO_VALUES[kind]
+        builder = RowBuilder(layout, self.attrs or {}, self.nullable)
+        scalar_rows = builder.scalar_rows(items)
         for width in layout.widths:  # full width last: it is the "stored" marker
-            vectors = embeddings.at_width(width)
-            rows = [{**row, "vector": vectors[i].tolist()} for i, row in enumerate(base_rows)]
-            if width == layout.full_width:
-                for i, row in enumerate(rows):
-                    row["local"] = encode_local(embeddings.local[i], bool(embeddings.has_local[i]))
+            rows = builder.width_rows(scalar_rows, embeddings, width)
             alias = layout.alias(width)
             with self._stage(f"upsert d{width}"):
                 self.milvus.call(f"upsert {alias}", lambda c, a=alias, r=rows: c.upsert(
