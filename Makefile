@@ -128,3 +128,7 @@ bench-load: $(VENV)/.train
 # (not in `make test`).
 bench-refine-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 	$(call with_milvus23,$(PY) -m benchmarks.refine_paths --uri http://127.0.0.1:19530 $(REFINE_ARGS),.cache/milvus23-refine)
+
+# Bulk import vs the upsert path at 200k synthetic items on a fresh Milvus 2.3.5 server
+bench-bulk-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
+	$(call with_milvus23,$(PY) -m benchmarks.bulk_import --uri http://127.0.0.1:19530,.cache/milvus23-bulk)

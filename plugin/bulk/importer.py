@@ -10,6 +10,7 @@ instead of importing the same rows twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -87,8 +88,8 @@ def import_backfill(client: Any, api: ImportApi, layout: Layout, folder: Backfil
     model_id, attrs = plan["model_id"], plan["attrs"]
     serving = check_target(client, layout, model_id, replace)
     created: list[str] = []
+    tasks: list[tuple[str, Any]] = []
     try:
-        tasks = []
         for width in layout.widths:
             drop_leftovers(client, layout, width)
             version = max(versions(client, layout, width), default=0) + 1
@@ -107,6 +108,7 @@ def import_backfill(client: Any, api: ImportApi, layout: Layout, folder: Backfil
                                         f"expected {manifest['rows']}")
             reports.append(ImportReport(width, name, found, serving.get(width)))
     except BaseException:
+        _settle(api, tasks)
         for name in created:
             client.drop_collection(name)
         log.error("import failed: dropped %s; the aliases were not moved", ", ".join(created))
@@ -140,20 +142,32 @@ def check_target(client: Any, layout: Layout, model_id: str, replace: bool
     return serving
 
 
+def _settle(api: ImportApi, tasks: list[tuple[str, Any]]) -> None:
+    """Let tasks already submitted end (see _wait) before their collections go."""
+    with contextlib.suppress(Exception):  # cleanup while the first error is raised
+        _wait(api, tasks, 0, progress=False)
+
+
 def _wait(api: ImportApi, tasks: list[tuple[str, Any]], total_rows: int,
           progress: bool) -> None:
+    """Until every task has ended. A failure is raised only then: dropping a collection
+    under a running import task leaves that task stuck on Milvus 2.3, and the server runs
+    import tasks one after another, so every later import would wait behind it forever."""
     bar = tqdm(total=total_rows, desc="bulk import", unit="row", disable=not progress)
     pending = dict(enumerate(tasks))
     rows: dict[int, int] = {}
+    failures: list[str] = []
     while pending:
         for key, (name, task) in list(pending.items()):
             state = api.state(task)
-            if state.failed is not None:
-                raise ImportFailedError(f"import into {name} failed: {state.failed}")
             rows[key] = state.rows
-            if state.finished:
+            if state.failed is not None:
+                failures.append(f"{name}: {state.failed}")
+            if state.finished or state.failed is not None:
                 del pending[key]
         bar.update(sum(rows.values()) - bar.n)
         if pending:
             time.sleep(POLL_S)
     bar.close()
+    if failures:
+        raise ImportFailedError(f"{len(failures)} import task(s) failed, first {failures[0]}")

@@ -111,3 +111,54 @@ def test_index_bench_and_rebuild_against_milvus_2_3(models_dir: Path, tmp_path: 
                              env=env(), capture_output=True, text=True, timeout=900)
     assert rebuild.returncode == 0, rebuild.stderr[-3000:]
     assert "v1 -> v2" in rebuild.stdout
+
+
+def backfill_command(manifest: Path, out: Path, uri: str, models_dir: Path,
+                     *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mmsearch.app.cli", "backfill", "--manifest", str(manifest),
+            "--base", "items", "--out", str(out), "--uri", uri, "--models-dir",
+            str(models_dir), "--model", "tiny", "--block-lines", "64", "--no-progress", *extra]
+
+
+def test_backfill_import_against_milvus_2_3(models_dir: Path, tmp_path: Path,
+                                            milvus_uri: str) -> None:
+    """Bulk import on a real server (it reads the files from the shared filesystem): every
+    width holds every row once behind its alias; an existing base needs --replace, which
+    serves a new version and keeps the old; a failed import drops what it made and moves
+    no alias."""
+    from mmsearch.plugin.connection import MilvusTarget, connect
+
+    items = 300
+    manifest = write_items(tmp_path / "data", items)
+    out = tmp_path / "bulk"
+    done = subprocess.run(backfill_command(manifest, out, milvus_uri, models_dir, "--import"),
+                          env=env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "utility.do_bulk_insert" in done.stdout
+    assert_complete(milvus_uri, items)  # exact ids per width, no duplicates
+    client = connect(MilvusTarget(milvus_uri))
+    assert client.describe_alias("items_d32")["collection_name"] == "items_d32_v1"
+    again = subprocess.run(backfill_command(manifest, out, milvus_uri, models_dir, "--import"),
+                           env=env(), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 1 and "--replace" in again.stderr
+    broken = json.loads((out / "manifest.json").read_text())["files"]["16"][0][0]
+    original = (out / broken).read_bytes()
+    (out / broken).write_bytes(b"not parquet")
+    failed = subprocess.run(backfill_command(manifest, out, milvus_uri, models_dir, "--import",
+                                             "--replace"),
+                            env=env(), capture_output=True, text=True, timeout=900)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    names = set(client.list_collections())
+    assert not {"items_d8_v2", "items_d16_v2", "items_d32_v2"} & names  # dropped
+    assert client.describe_alias("items_d16")["collection_name"] == "items_d16_v1"
+    (out / broken).write_bytes(original)
+    replaced = subprocess.run(backfill_command(manifest, out, milvus_uri, models_dir,
+                                               "--import", "--replace"),
+                              env=env(), capture_output=True, text=True, timeout=900)
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    for width in (8, 16, 32):
+        assert client.describe_alias(f"items_d{width}")["collection_name"] == \
+            f"items_d{width}_v2"
+        assert client.has_collection(f"items_d{width}_v1")  # kept for rollback
+    client.close()
+    assert_complete(milvus_uri, items)
