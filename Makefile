@@ -132,3 +132,7 @@ bench-refine-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 # Bulk import vs the upsert path at 200k synthetic items on a fresh Milvus 2.3.5 server
 bench-bulk-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 	$(call with_milvus23,$(PY) -m benchmarks.bulk_import --uri http://127.0.0.1:19530,.cache/milvus23-bulk)
+
+# Memory per index type at 1M d64 rows on a fresh Milvus 2.3.5 server, and the 100M page
+bench-sizing-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
+	$(call with_milvus23,$(PY) -m benchmarks.sizing --uri http://127.0.0.1:19530,.cache/milvus23-sizing)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,8 @@ class OrmBulkInsert(ImportApi):
             raise BackendMissingError(
                 "pymilvus's ORM utility (removed in pymilvus 3.1; Milvus before 2.5 imports "
                 "only through it)", "pip install 'pymilvus<3.1'") from None
+        # the deprecation is known and said in the README; once per poll it only hides output
+        warnings.filterwarnings("ignore", message=".*ORM-style PyMilvus API.*")
         self.utility = utility
         self.connections = connections
         self.alias = f"mmsearch-bulk-{uuid.uuid4().hex[:8]}"
