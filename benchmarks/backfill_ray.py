@@ -9,6 +9,7 @@ import argparse
 import os
 import tempfile
 import time
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -55,8 +56,8 @@ def main() -> None:
                         encoder, layout, prepared.attrs, True, manifest), progress=False)
                     per_actor = []
                 else:
-                    result = run_on_ray(prepared, config, layout, None, actors,
-                                        args.cpus_per_actor)
+                    result = run_on_ray(prepared, partial(load_configured_encoder, config),
+                                        layout, None, actors, args.cpus_per_actor)
                     per_actor = [a["lines_per_s"] for a in result["ray"]]
                 wall = time.perf_counter() - started
                 arms[name] = {"rows": result["rows"], "wall_s": wall,

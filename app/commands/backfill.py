@@ -5,6 +5,7 @@ aliases."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,8 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     if args.engine == "ray":
         from mmsearch.plugin.bulk.ray_engine import run_on_ray
 
-        manifest = run_on_ray(prepared, config, layout, args.address, args.actors,
-                              args.cpus_per_actor)
+        manifest = run_on_ray(prepared, functools.partial(load_configured_encoder, config),
+                              layout, args.address, args.actors, args.cpus_per_actor)
     else:
         manifest = run_in_process(prepared, BlockEncoder(
             encoder, layout, prepared.attrs, nullable, args.manifest), progress)

@@ -15,13 +15,14 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmsearch.app.config import Config
 from mmsearch.encoders.errors import BackendMissingError
+from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.plugin.bulk.backfill import Prepared
 from mmsearch.plugin.bulk.plan import Block
 from mmsearch.plugin.schema import Layout
@@ -34,14 +35,12 @@ class EncodeBlocks:
     """One Ray actor: loads the configured encoder once, then writes the blocks it is
     handed (a batch of block descriptions, as JSON)."""
 
-    def __init__(self, config: Config, layout: Layout, attrs: dict[str, str],
-                 nullable: bool, manifest: str, out: str) -> None:
-        from mmsearch.app.wiring import load_configured_encoder
+    def __init__(self, load_encoder: Callable[[], Encoder], layout: Layout,
+                 attrs: dict[str, str], nullable: bool, manifest: str, out: str) -> None:
         from mmsearch.plugin.bulk.encode import BlockEncoder
         from mmsearch.plugin.bulk.files import BackfillFolder
 
-        self.encoder = BlockEncoder(load_configured_encoder(config), layout, attrs, nullable,
-                                    Path(manifest))
+        self.encoder = BlockEncoder(load_encoder(), layout, attrs, nullable, Path(manifest))
         self.folder = BackfillFolder(Path(out))
         self.layout, self.attrs, self.nullable = layout, attrs, nullable
 
@@ -72,9 +71,10 @@ def import_ray() -> Any:
     return ray
 
 
-def run_on_ray(prepared: Prepared, config: Config, layout: Layout, address: str | None,
-               actors: int, cpus_per_actor: float) -> dict[str, Any]:
-    """Run the pending blocks on `actors` actors; returns the backfill manifest (with the
+def run_on_ray(prepared: Prepared, load_encoder: Callable[[], Encoder], layout: Layout,
+               address: str | None, actors: int, cpus_per_actor: float) -> dict[str, Any]:
+    """Run the pending blocks on `actors` actors, each building its encoder with
+    `load_encoder` (pickled to the actors); returns the backfill manifest (with the
     per-actor rates under "ray")."""
     ray = import_ray()
     if not ray.is_initialized():
@@ -90,7 +90,7 @@ def run_on_ray(prepared: Prepared, config: Config, layout: Layout, address: str 
         results = dataset.map_batches(
             EncodeBlocks, batch_size=1, concurrency=actors, num_cpus=cpus_per_actor,
             fn_constructor_kwargs={
-                "config": config, "layout": layout, "attrs": prepared.attrs,
+                "load_encoder": load_encoder, "layout": layout, "attrs": prepared.attrs,
                 "nullable": bool(prepared.plan["nullable"]),
                 "manifest": prepared.plan["manifest"], "out": str(prepared.folder.root)},
             max_restarts=-1, max_task_retries=-1,  # a dead actor comes back; its block reruns

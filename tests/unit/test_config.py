@@ -84,3 +84,16 @@ def test_null_from_the_environment_turns_an_optional_setting_off() -> None:
     assert config.server.vector_cache_mb is None
     with pytest.raises(ConfigError, match="server.chunk_size"):
         load_config(environ={"MMSEARCH_SERVER__CHUNK_SIZE": "null"})
+
+
+def test_bulk_storage_is_checked_and_s3_needs_its_keys(tmp_path: Path) -> None:
+    assert load_config(None, environ={}).bulk.storage == "local"
+    with pytest.raises(ConfigError, match="bulk.storage"):
+        load_config(None, environ={"MMSEARCH_BULK__STORAGE": "ftp"})
+    with pytest.raises(ConfigError, match="bulk.endpoint"):
+        load_config(None, environ={"MMSEARCH_BULK__STORAGE": "s3"})
+    config = load_config(None, environ={
+        "MMSEARCH_BULK__STORAGE": "s3", "MMSEARCH_BULK__ENDPOINT": "minio:9000",
+        "MMSEARCH_BULK__BUCKET": "milvus-bucket", "MMSEARCH_BULK__SECURE": "false",
+        "MMSEARCH_BULK__ACCESS_KEY_FILE": "/run/a", "MMSEARCH_BULK__SECRET_KEY_FILE": "/run/s"})
+    assert config.bulk.secure is False and config.bulk.bucket == "milvus-bucket"
