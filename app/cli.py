@@ -237,11 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="fetch and prepare evaluation data (npm, Debian)")
-    data.add_argument("dataset", choices=("emoji", "openmoji", "fashion-mnist"))
+    data.add_argument("dataset", choices=("emoji", "styles", "openmoji", "fashion-mnist"),
+                      help="styles: the extra emoji styles for training (several npm "
+                      "packages, JoyPixels alone 133 MB; see README's data section)")
     data.add_argument("--out", type=Path, default=DATA_DIR,
                       help="output folder (default %(default)s)")
     data.add_argument("--cache", type=Path, default=NPM_CACHE, help="npm tarball cache")
     data.add_argument("--limit", type=int, help="fashion-mnist: images per split")
+    data.add_argument("--style", action="append", help="styles: only these (repeatable)")
     data.set_defaults(func=train_commands.cmd_data)
 
     train = sub.add_parser("train", help="fit / train models (the `train` extra)")

@@ -45,3 +45,20 @@ def write(name: str, payload: dict[str, Any], markdown: str) -> Path:
     path = RESULTS / f"{name}.md"
     path.write_text(header + markdown + "\n")
     return path
+
+
+def bar_chart(name: str, values: dict[str, float], xlabel: str, title: str) -> Path:
+    """One horizontal bar per arm, saved as results/<name>.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(values) + 1.2))
+    ax.barh(list(values), list(values.values()), color="#48a")
+    ax.set(xlabel=xlabel, title=title)
+    fig.tight_layout()
+    path = RESULTS / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -13,7 +13,7 @@ from functools import partial
 from itertools import islice
 from pathlib import Path
 
-from benchmarks._report import RESULTS, markdown_table, write
+from benchmarks._report import bar_chart, markdown_table, write
 from mmsearch.app.config import load_config
 from mmsearch.app.wiring import layout_of, load_configured_encoder
 from mmsearch.plugin.bulk.backfill import BackfillJob, prepare, run_in_process
@@ -85,21 +85,10 @@ def main() -> None:
         "64 actors.\n")
     write("backfill_ray", {"items": args.items, "block_lines": args.block_lines,
                            "cpus_per_actor": args.cpus_per_actor, "arms": arms}, markdown)
-    _plot({name: arm["items_per_s"] for name, arm in arms.items()})
+    bar_chart("backfill_ray", {name: arm["items_per_s"] for name, arm in arms.items()},
+              "items/s, wall (2 cores)", "backfill encoding engines")
     print(markdown)
 
-
-def _plot(rates: dict[str, float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.5))
-    ax.barh(list(rates), list(rates.values()), color="#48a")
-    ax.set(xlabel="items/s, wall (2 cores)", title="backfill encoding engines")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "backfill_ray.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import RESULTS, markdown_table, write
+from benchmarks._report import bar_chart, markdown_table, write
 from mmsearch.plugin.bulk.encode import EncodedBlock
 from mmsearch.plugin.bulk.files import BackfillFolder
 from mmsearch.plugin.bulk.importer import import_backfill
@@ -126,21 +126,11 @@ def main() -> None:
     write("bulk_import", {"items": args.items, "width": WIDTH, "server":
                           client.get_server_version(), "arms": arms, "ratio": ratio,
                           "block_rows": args.block_rows, "batch": args.batch}, markdown)
-    _plot({name.split(" (")[0]: args.items / arm["total_s"] for name, arm in arms.items()})
+    bar_chart("bulk_import", {name.split(" (")[0]: args.items / arm["total_s"]
+                             for name, arm in arms.items()},
+              "items/s to a loaded, indexed base", "bulk import vs upsert")
     print(markdown)
 
-
-def _plot(rates: dict[str, float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.5))
-    ax.barh(list(rates), list(rates.values()), color="#48a")
-    ax.set(xlabel="items/s to a loaded, indexed base", title="bulk import vs upsert")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "bulk_import.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,15 @@ against `mmsearch index show`'s estimates (plugin/index/estimate.py), then every
 Measured per index type on one collection of 1M synthetic unit vectors (loaded by bulk
 import, mmsearch's d64 schema): the server's own figure (the sum of the loaded segments'
 mem_size from `utility.get_query_segment_info`) and the growth of the server process's
-RSS from released to loaded. Run with `make bench-sizing-milvus`."""
+RSS from a fresh start (the server is restarted before each load) to loaded. Run with
+`make bench-sizing-milvus`, inside a network namespace (the server binds every interface)."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import signal
+import subprocess
 import tempfile
 import time
 import warnings
@@ -80,56 +83,123 @@ def load_rows(client: Any, target: MilvusTarget, layout: Layout, items: int,
     return report.collection
 
 
-def measure(client: Any, utility: Any, name: str, index_type: str, params: dict
+class Server:
+    """The embedded 2.3.5 server, restarted before each load so every RSS reading starts
+    from a process that has loaded nothing (a released collection's memory stays with the
+    allocator, which would hide the next load's growth)."""
+
+    def __init__(self, python: str, data_dir: Path, port: int) -> None:
+        self.command = [python, str(Path(__file__).resolve().parents[1] / "tests" /
+                                    "integration" / "milvus_server_start.py"),
+                        str(data_dir), str(port)]
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        assert self.process.stdout is not None
+        if not self.process.stdout.readline().startswith("READY"):
+            raise RuntimeError("the Milvus server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=120)
+            self.process = None
+
+
+def connect_when_up(uri: str, timeout_s: float = 120) -> Any:
+    """The restarted server prints READY before its proxy takes connections."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client = connect(MilvusTarget(uri))
+            client.list_collections()
+            return client
+        except Exception:  # pymilvus raises MilvusException until the server is up
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def wait_for_index(client: Any, name: str) -> None:
+    while True:
+        info = client.describe_index(name, index_name="vector") or {}
+        if str(info.get("state", "")).endswith("Finished"):
+            return
+        if str(info.get("state", "")).endswith("Failed"):
+            raise RuntimeError(f"index build failed on {name}: {info}")
+        time.sleep(2)
+
+
+def measure(server: Server, uri: str, name: str, index_type: str, params: dict
             ) -> dict[str, Any]:
+    client = connect(MilvusTarget(uri))
     client.release_collection(name)
     client.drop_index(name, "vector")
-    released = server_rss()
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_name="vector", index_type=index_type,
                     metric_type="IP", params=params)
     started = time.perf_counter()
-    client.create_index(name, index, sync=True)
+    client.create_index(name, index)
+    wait_for_index(client, name)
     built = time.perf_counter() - started
+    client.close()
+    server.stop()
+    server.start()
+    client = connect_when_up(uri)
+    before = server_rss()
     client.load_collection(name)
-    time.sleep(3)  # let the segments settle in the query node
-    segments = utility.get_query_segment_info(name)
+    time.sleep(5)  # let the segments settle in the query node
+    from pymilvus import connections, utility
+
+    connections.connect(alias="sizing", uri=uri)
+    segments = utility.get_query_segment_info(name, using="sizing")
+    connections.disconnect("sizing")
+    client.close()
     return {"index_type": index_type, "params": params, "build_s": round(built, 1),
             "server_mem_size": int(sum(s.mem_size for s in segments)),
-            "rss_growth": server_rss() - released, "segments": len(segments)}
+            "rss_growth": server_rss() - before, "segments": len(segments)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--uri", required=True)
+    parser.add_argument("--server-python", required=True,
+                        help="a python with milvus==2.3.5 (the server is started here)")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=19530)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--node-memory-gib", type=float, default=64.0)
     args = parser.parse_args()
-    from pymilvus import connections, utility
-
     warnings.filterwarnings("ignore", message=".*ORM-style PyMilvus API.*")
-    target = MilvusTarget(args.uri)
-    client = connect(target)
-    connections.connect(uri=args.uri)
-    layout = Layout("sizing", (WIDTH,))
-    drop_base(client, layout)
-    with tempfile.TemporaryDirectory() as folder:
-        name = load_rows(client, target, layout, args.items, Path(folder))
-    measured = []
-    for index_type, params in CONFIGS:
-        row = measure(client, utility, name, index_type, params)
-        row["estimate"] = estimate_bytes(index_type, params, args.items, WIDTH)["memory"]
-        row["estimate_with_scalars"] = row["estimate"] + args.items * SCALAR_BYTES
-        measured.append(row)
-        print(row, flush=True)
-    drop_base(client, layout)
-    write_report(args, client.get_server_version(), measured)
+    uri = f"http://127.0.0.1:{args.port}"
+    server = Server(args.server_python, args.data_dir, args.port)
+    server.start()
+    try:
+        client = connect(MilvusTarget(uri))
+        version = client.get_server_version()
+        layout = Layout("sizing", (WIDTH,))
+        drop_base(client, layout)
+        with tempfile.TemporaryDirectory() as folder:
+            name = load_rows(client, MilvusTarget(uri), layout, args.items, Path(folder))
+        client.close()
+        measured = []
+        for index_type, params in CONFIGS:
+            row = measure(server, uri, name, index_type, params)
+            row["estimate"] = estimate_bytes(index_type, params, args.items, WIDTH)["memory"]
+            row["estimate_with_scalars"] = row["estimate"] + args.items * SCALAR_BYTES
+            measured.append(row)
+            print(row, flush=True)
+    finally:
+        server.stop()
+    write_report(args, version, measured)
 
 
 def write_report(args: argparse.Namespace, server: str, measured: list[dict]) -> None:
     rows = [[m["index_type"], human(m["estimate"]), human(m["estimate_with_scalars"]),
-             human(m["server_mem_size"]), human(max(m["rss_growth"], 0)),
-             f"{m['server_mem_size'] / m['estimate_with_scalars']:.2f}", m["build_s"]]
+             human(max(m["rss_growth"], 0)),
+             human(m["server_mem_size"]) if m["server_mem_size"] else "0 (not reported)",
+             f"{m['rss_growth'] / m['estimate_with_scalars']:.2f}", m["build_s"]]
             for m in measured]
     hundred_m = 100_000_000
     by_width = []
@@ -147,13 +217,15 @@ def write_report(args: argparse.Namespace, server: str, measured: list[dict]) ->
         "and every width at 100M (estimates)\n\n"
         "## Measured at 1M, d64\n\n"
         + markdown_table(["index", "estimate (index)", "estimate + scalars",
-                          "server mem_size", "server RSS growth", "mem_size / estimate",
+                          "server RSS growth", "server mem_size", "RSS / estimate",
                           "build s"], rows)
         + "\n\n`estimate` is `mmsearch index show`'s formula for the vector index alone; "
         f"`+ scalars` adds {SCALAR_BYTES} bytes per row for mmsearch's scalar fields (id, "
-        "label, content_hash). `server mem_size` is what the server reports for the loaded "
-        "segments; `RSS growth` is the server process from released to loaded (allocator "
-        "and caches included; it can lag or lead mem_size).\n\n"
+        "label, content_hash). `RSS growth` is the server process's resident memory from "
+        "a fresh start to loaded (allocator and caches included), the figure a query node's "
+        "memory limit meets. `server mem_size` is the loaded segments' size as the server "
+        "reports it (`utility.get_query_segment_info`); Milvus 2.3.5 reports 0 for sealed "
+        "segments, so RSS is the server's own figure here.\n\n"
         "## Every width at 100M rows (estimates from the same formulas, scalars included)\n\n"
         + markdown_table(["index", *[f"d{w}" for w in WIDTHS]], by_width)
         + f"\n\n## Query nodes at 100M\n\n- The d64 HNSW (the coarse stage) needs about "
@@ -191,8 +263,8 @@ def _plot(measured: list[dict]) -> None:
     y = range(len(names))
     ax.barh([i + 0.2 for i in y], [m["estimate_with_scalars"] / 2**20 for m in measured],
             height=0.4, label="estimate + scalars")
-    ax.barh([i - 0.2 for i in y], [m["server_mem_size"] / 2**20 for m in measured],
-            height=0.4, label="server mem_size")
+    ax.barh([i - 0.2 for i in y], [max(m["rss_growth"], 0) / 2**20 for m in measured],
+            height=0.4, label="server RSS growth")
     ax.set_yticks(list(y), names)
     ax.set(xlabel="MiB at 1M rows, d64", title="memory per index type")
     ax.legend()

@@ -22,6 +22,18 @@ def cmd_data(args: argparse.Namespace, config: Config) -> int:
 
         for vendor, path in prepare_emoji(args.out, args.cache).items():
             print(f"{vendor}: {path}")
+    elif args.dataset == "styles":
+        from mmsearch.encoders.data.npm import fetch_npm_package
+        from mmsearch.encoders.data.styles import STYLES, prepare_styles
+
+        known = {s.name for s in STYLES}
+        unknown = sorted(set(args.style or ()) - known)
+        if unknown:
+            raise UsageError("--style", f"{unknown[0]} is not one of {sorted(known)}")
+        manifests = prepare_styles(args.out, lambda name, version: fetch_npm_package(
+            name, version, args.cache), tuple(args.style) if args.style else None)
+        for style, path in manifests.items():
+            print(f"{style}: {path}")
     elif args.dataset == "openmoji":
         from mmsearch.encoders.data.openmoji import prepare_openmoji
 

@@ -11,14 +11,16 @@ from pathlib import Path
 def fetch_npm_package(name: str, version: str, cache_dir: Path) -> Path:
     """Return the unpacked `package/` folder of name@version, downloading once."""
     cache_dir = Path(cache_dir)
-    target = cache_dir / f"{name}-{version}"
+    # npm names a scoped package's tarball without the @ and with - for the /
+    flat = name.lstrip("@").replace("/", "-")
+    target = cache_dir / f"{flat}-{version}"
     if (target / "package" / "package.json").is_file():
         return target / "package"
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("`npm` is not installed; fix: apt-get install -y npm")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tarball = cache_dir / f"{name}-{version}.tgz"
+    tarball = cache_dir / f"{flat}-{version}.tgz"
     if not tarball.is_file():
         result = subprocess.run(
             [npm, "pack", f"{name}@{version}", "--pack-destination", str(cache_dir),
