@@ -5,15 +5,13 @@ against `mmsearch index show`'s estimates (plugin/index/estimate.py), then every
 Measured per index type on one collection of 1M synthetic unit vectors (loaded by bulk
 import, mmsearch's d64 schema): the server's own figure (the sum of the loaded segments'
 mem_size from `utility.get_query_segment_info`) and the growth of the server process's
-RSS from a fresh start (the server is restarted before each load) to loaded. Run with
-`make bench-sizing-milvus`, inside a network namespace (the server binds every interface)."""
+RSS while each index type's collection is imported and loaded on top of the previous ones
+(none released, so no freed memory is reused). Run with `make bench-sizing-milvus`."""
 
 from __future__ import annotations
 
 import argparse
 import math
-import signal
-import subprocess
 import tempfile
 import time
 import warnings
@@ -30,7 +28,7 @@ from mmsearch.plugin.bulk.submit import import_api_for
 from mmsearch.plugin.collections import drop_base
 from mmsearch.plugin.connection import MilvusTarget, connect
 from mmsearch.plugin.index.estimate import estimate_bytes, human
-from mmsearch.plugin.index_spec import specs_for
+from mmsearch.plugin.index_spec import IndexSpec
 from mmsearch.plugin.schema import Layout, server_supports_nullable
 
 GIB = 1024**3
@@ -59,10 +57,8 @@ def server_rss() -> int:
     raise RuntimeError("no `milvus run standalone` process in this network namespace")
 
 
-def load_rows(client: Any, target: MilvusTarget, layout: Layout, items: int,
-              folder: Path) -> str:
-    version = client.get_server_version()
-    nullable = server_supports_nullable(version)
+def write_files(folder: Path, layout: Layout, items: int, nullable: bool) -> BackfillFolder:
+    """The bulk files of `items` synthetic rows, written once and imported per index type."""
     bulk = BackfillFolder(folder)
     bulk.write_plan({"id": "sizing", "model_id": "synthetic", "attrs": {}})
     blocks = []
@@ -74,124 +70,58 @@ def load_rows(client: Any, target: MilvusTarget, layout: Layout, items: int,
         bulk.write_block(EncodedBlock(block, {WIDTH: rows}, []), layout, {}, nullable)
         blocks.append(block)
     bulk.finish(blocks, layout.widths)
-    api = import_api_for(target, version)
-    try:
-        (report,) = import_backfill(client, api, layout, bulk, specs_for(layout.widths, {}),
-                                    False, nullable, progress=False)
-    finally:
-        api.close()
-    return report.collection
+    return bulk
 
 
-class Server:
-    """The embedded 2.3.5 server, restarted before each load so every RSS reading starts
-    from a process that has loaded nothing (a released collection's memory stays with the
-    allocator, which would hide the next load's growth)."""
-
-    def __init__(self, python: str, data_dir: Path, port: int) -> None:
-        self.command = [python, str(Path(__file__).resolve().parents[1] / "tests" /
-                                    "integration" / "milvus_server_start.py"),
-                        str(data_dir), str(port)]
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True)
-        assert self.process.stdout is not None
-        if not self.process.stdout.readline().startswith("READY"):
-            raise RuntimeError("the Milvus server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=120)
-            self.process = None
-
-
-def connect_when_up(uri: str, timeout_s: float = 120) -> Any:
-    """The restarted server prints READY before its proxy takes connections."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client = connect(MilvusTarget(uri))
-            client.list_collections()
-            return client
-        except Exception:  # pymilvus raises MilvusException until the server is up
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
-
-
-def wait_for_index(client: Any, name: str) -> None:
-    while True:
-        info = client.describe_index(name, index_name="vector") or {}
-        if str(info.get("state", "")).endswith("Finished"):
-            return
-        if str(info.get("state", "")).endswith("Failed"):
-            raise RuntimeError(f"index build failed on {name}: {info}")
-        time.sleep(2)
-
-
-def measure(server: Server, uri: str, name: str, index_type: str, params: dict
-            ) -> dict[str, Any]:
-    client = connect(MilvusTarget(uri))
-    client.release_collection(name)
-    client.drop_index(name, "vector")
-    index = client.prepare_index_params()
-    index.add_index(field_name="vector", index_name="vector", index_type=index_type,
-                    metric_type="IP", params=params)
-    started = time.perf_counter()
-    client.create_index(name, index)
-    wait_for_index(client, name)
-    built = time.perf_counter() - started
-    client.close()
-    server.stop()
-    server.start()
-    client = connect_when_up(uri)
-    before = server_rss()
-    client.load_collection(name)
-    time.sleep(5)  # let the segments settle in the query node
+def measure(client: Any, target: MilvusTarget, bulk: BackfillFolder, index_type: str,
+            params: dict, nullable: bool) -> dict[str, Any]:
+    """One collection per index type, imported and loaded on top of the ones before (none
+    is released: freed memory would be reused by the next load and hide its growth)."""
     from pymilvus import connections, utility
 
-    connections.connect(alias="sizing", uri=uri)
-    segments = utility.get_query_segment_info(name, using="sizing")
+    layout = Layout(f"sizing_{index_type.lower()}", (WIDTH,))
+    drop_base(client, layout)
+    spec = IndexSpec(index_type, "IP", params, {})
+    before = server_rss()
+    started = time.perf_counter()
+    api = import_api_for(target, client.get_server_version())
+    try:
+        (report,) = import_backfill(client, api, layout, bulk, {WIDTH: spec}, False, nullable,
+                                    progress=False)  # waits for the index, then loads
+    finally:
+        api.close()
+    seconds = time.perf_counter() - started
+    time.sleep(5)  # let the segments settle in the query node
+    connections.connect(alias="sizing", uri=target.uri)
+    segments = utility.get_query_segment_info(report.collection, using="sizing")
     connections.disconnect("sizing")
-    client.close()
-    return {"index_type": index_type, "params": params, "build_s": round(built, 1),
+    return {"index_type": index_type, "params": params, "import_build_load_s": round(seconds),
             "server_mem_size": int(sum(s.mem_size for s in segments)),
             "rss_growth": server_rss() - before, "segments": len(segments)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--server-python", required=True,
-                        help="a python with milvus==2.3.5 (the server is started here)")
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--port", type=int, default=19530)
+    parser.add_argument("--uri", required=True)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--node-memory-gib", type=float, default=64.0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*ORM-style PyMilvus API.*")
-    uri = f"http://127.0.0.1:{args.port}"
-    server = Server(args.server_python, args.data_dir, args.port)
-    server.start()
-    try:
-        client = connect(MilvusTarget(uri))
-        version = client.get_server_version()
-        layout = Layout("sizing", (WIDTH,))
-        drop_base(client, layout)
-        with tempfile.TemporaryDirectory() as folder:
-            name = load_rows(client, MilvusTarget(uri), layout, args.items, Path(folder))
-        client.close()
-        measured = []
+    target = MilvusTarget(args.uri)
+    client = connect(target)
+    version = client.get_server_version()
+    nullable = server_supports_nullable(version)
+    measured = []
+    with tempfile.TemporaryDirectory() as folder:
+        bulk = write_files(Path(folder), Layout("sizing", (WIDTH,)), args.items, nullable)
         for index_type, params in CONFIGS:
-            row = measure(server, uri, name, index_type, params)
+            row = measure(client, target, bulk, index_type, params, nullable)
             row["estimate"] = estimate_bytes(index_type, params, args.items, WIDTH)["memory"]
             row["estimate_with_scalars"] = row["estimate"] + args.items * SCALAR_BYTES
             measured.append(row)
             print(row, flush=True)
-    finally:
-        server.stop()
+    for index_type, _params in CONFIGS:
+        drop_base(client, Layout(f"sizing_{index_type.lower()}", (WIDTH,)))
     write_report(args, version, measured)
 
 
@@ -199,7 +129,7 @@ def write_report(args: argparse.Namespace, server: str, measured: list[dict]) ->
     rows = [[m["index_type"], human(m["estimate"]), human(m["estimate_with_scalars"]),
              human(max(m["rss_growth"], 0)),
              human(m["server_mem_size"]) if m["server_mem_size"] else "0 (not reported)",
-             f"{m['rss_growth'] / m['estimate_with_scalars']:.2f}", m["build_s"]]
+             f"{m['rss_growth'] / m['estimate_with_scalars']:.2f}", m["import_build_load_s"]]
             for m in measured]
     hundred_m = 100_000_000
     by_width = []
@@ -218,11 +148,12 @@ def write_report(args: argparse.Namespace, server: str, measured: list[dict]) ->
         "## Measured at 1M, d64\n\n"
         + markdown_table(["index", "estimate (index)", "estimate + scalars",
                           "server RSS growth", "server mem_size", "RSS / estimate",
-                          "build s"], rows)
+                          "import+build+load s"], rows)
         + "\n\n`estimate` is `mmsearch index show`'s formula for the vector index alone; "
         f"`+ scalars` adds {SCALAR_BYTES} bytes per row for mmsearch's scalar fields (id, "
-        "label, content_hash). `RSS growth` is the server process's resident memory from "
-        "a fresh start to loaded (allocator and caches included), the figure a query node's "
+        "label, content_hash). `RSS growth` is how much the server process's resident memory grew "
+        "while that index type's collection was imported and loaded, on top of the ones "
+        "before (none released) (allocator and caches included), the figure a query node's "
         "memory limit meets. `server mem_size` is the loaded segments' size as the server "
         "reports it (`utility.get_query_segment_info`); Milvus 2.3.5 reports 0 for sealed "
         "segments, so RSS is the server's own figure here.\n\n"

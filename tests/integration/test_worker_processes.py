@@ -118,3 +118,61 @@ def test_hung_milvus_server_fails_the_worker_with_the_resume_message(
         server.send_signal(signal.SIGCONT)
         server.kill()
         server.wait()
+
+
+def test_sigkill_during_deletes_then_resume_deletes_exactly_them(models_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """A manifest mixing deletes of stored items with new upserts, SIGKILLed at random
+    moments after its checkpoint advances: the resumed run leaves every width without the
+    deleted ids and with all the others."""
+    import json
+
+    from mmsearch.plugin.collections import ensure_loaded
+    from mmsearch.plugin.connection import MilvusTarget, connect
+    from support.processes import WIDTHS
+
+    stored = 400
+    first = write_items(tmp_path / "data", stored)
+    uri, state = str(tmp_path / "milvus.db"), tmp_path / "state"
+    subprocess.run(worker_command(first, uri, state, models_dir, batch=64), env=env(),
+                   check=True, capture_output=True, timeout=300)
+    extra = write_items(tmp_path / "data2", 100, seed=1, prefix="new")
+    deleted = {f"item-{i}" for i in range(0, stored, 2)}
+    lines = [json.dumps({"id": i, "op": "delete"}) for i in sorted(deleted)]
+    lines += extra.read_text().splitlines()
+    random.Random(7).shuffle(lines)
+    mixed = tmp_path / "data2" / "mixed.jsonl"
+    mixed.write_text("\n".join(lines) + "\n")
+    rng = random.Random(20261202)
+
+    def offset() -> int:
+        for path in (state / "checkpoints").glob("*.json"):
+            data = json.loads(path.read_text())
+            if data.get("source", "").endswith("mixed.jsonl"):
+                return int(data["offset"])
+        return 0
+
+    offsets = []
+    for _ in range(5):
+        proc = subprocess.Popen(worker_command(mixed, uri, state, models_dir, batch=2),
+                                env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        before, deadline = offset(), time.time() + 60
+        while offset() <= before and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        offsets.append(offset())
+    assert sum(0 < o < len(lines) for o in offsets) >= 3, f"kills not mid-run: {offsets}"
+    done = subprocess.run(worker_command(mixed, uri, state, models_dir), env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = ({f"item-{i}" for i in range(stored)} - deleted) | {f"new-{i}" for i in
+                                                                   range(100)}
+    client = connect(MilvusTarget(uri))
+    for width in WIDTHS.split(","):
+        ensure_loaded(client, f"items_d{width}")
+        ids = [r["id"] for r in client.query(f"items_d{width}", filter='id != ""',
+                                             output_fields=["id"], limit=16384)]
+        assert len(ids) == len(set(ids)) and set(ids) == expected, width
+    client.close()
