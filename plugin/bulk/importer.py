@@ -101,7 +101,8 @@ def import_backfill(client: Any, api: ImportApi, layout: Layout, folder: Backfil
         _wait(api, tasks, manifest["rows"] * len(layout.widths), progress)
         reports = []
         for width, name in zip(layout.widths, created, strict=True):
-            client.load_collection(name)  # waits for the index the import built
+            wait_for_index(client, name, manifest["rows"])
+            client.load_collection(name)
             found = count(client, name)
             if found != manifest["rows"]:
                 raise ImportFailedError(f"{name} holds {found} rows after the import, "
@@ -140,6 +141,20 @@ def check_target(client: Any, layout: Layout, model_id: str, replace: bool
                            model_id, f"collection {layout.alias(width)}")
         serving[width] = description["collection_name"]
     return serving
+
+
+def wait_for_index(client: Any, name: str, rows: int) -> None:
+    """Until the vector index covers every imported row: an import task completes before
+    its segments are indexed (2.3.5), and a collection loaded then serves brute force."""
+    while True:
+        info = client.describe_index(name, index_name="vector") or {}
+        state = str(info.get("state", ""))
+        if state.endswith("Failed"):
+            raise ImportFailedError(f"building the index of {name} failed: "
+                                    f"{info.get('index_state_fail_reason') or info}")
+        if state.endswith("Finished") and int(info.get("indexed_rows", rows)) >= rows:
+            return
+        time.sleep(POLL_S)
 
 
 def _settle(api: ImportApi, tasks: list[tuple[str, Any]]) -> None:

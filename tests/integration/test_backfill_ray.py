@@ -26,7 +26,9 @@ ITEMS = 240
 
 
 def ray_env() -> dict[str, str]:
-    return {**env(), "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
+    # a throwaway cluster on 127.0.0.1: no token (Ray 2.60 turns token auth on by default)
+    return {**env(), "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+            "RAY_AUTH_MODE": "disabled"}
 
 
 def ray_cli() -> str:
