@@ -13,7 +13,7 @@ from typing import Any
 from mmsearch.app.config import Config
 from mmsearch.app.exits import EXIT_HELP, Exit
 from mmsearch.app.wiring import layout_of, load_configured_encoder, milvus_target
-from mmsearch.encoders.errors import check_at_least
+from mmsearch.encoders.errors import UsageError, check_at_least
 from mmsearch.plugin.bulk.backfill import BackfillJob, Prepared, prepare, run_in_process
 from mmsearch.plugin.bulk.encode import BlockEncoder
 from mmsearch.plugin.bulk.importer import check_target, import_backfill
@@ -52,6 +52,8 @@ def add_parser(sub: Any, common: Any) -> None:
 
 def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     check_at_least({"--block-lines": (args.block_lines, 1), "--actors": (args.actors, 1)})
+    if not args.cpus_per_actor > 0:
+        raise UsageError("--cpus-per-actor", f"must be > 0, got {args.cpus_per_actor}")
     layout = layout_of(config, args.base)
     target = milvus_target(config)
     client = connect(target)
