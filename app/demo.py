@@ -28,7 +28,9 @@ from mmsearch.encoders.errors import MmsearchError
 
 BASE = "demo"
 # the identities the demo queries; kept in every subset
-GRINNING, CAT, DOG = "1F600", "1F431", "1F436"
+GRINNING, CAT, DOG, RED_HEART, THUMBS_UP = "1F600", "1F431", "1F436", "2764-FE0F", "1F44D"
+# with the look-alikes a name query must not confuse them with (purple heart, thumbs down)
+KEPT = (GRINNING, CAT, DOG, RED_HEART, THUMBS_UP, "1F49C", "1F44E")
 
 
 @dataclass
@@ -54,7 +56,7 @@ def subset_manifest(data_dir: Path, out: Path, identities: int | None) -> dict[s
     shared = sorted({str(r.label) for r in vendors["google"]}
                     & {str(r.label) for r in vendors["twitter"]})
     if identities is not None:
-        shared = sorted({*shared[:identities], GRINNING, CAT, DOG} & set(shared))
+        shared = sorted({*shared[:identities], *KEPT} & set(shared))
     keep = set(shared)
     rows, images = [], {}
     for records in vendors.values():
@@ -129,6 +131,7 @@ def demo_queries(images: dict[str, Path]) -> list[DemoQuery]:
         DemoQuery("image only: google's dog face, among twitter's drawings",
                   {"image": dog.read_bytes(), "filter": 'vendor == "twitter"'}, dog),
         DemoQuery("text only: 'red heart'", {"text": "red heart"}),
+        DemoQuery("text only: 'thumbs up'", {"text": "thumbs up"}),
         DemoQuery(f"stored id google:{GRINNING} (self excluded)", {"id": f"google:{GRINNING}"},
                   images[f"google:{GRINNING}"]),
         DemoQuery("text 'cat' + filter category == \"Animals & Nature\"",

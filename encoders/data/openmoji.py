@@ -10,17 +10,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from mmsearch.encoders.data.captions import EMOJIBASE, read_emojibase
 from mmsearch.encoders.data.emoji import EMOJI_VERSION, identities
 from mmsearch.encoders.data.npm import fetch_npm_package
-from mmsearch.encoders.data.records import ItemRecord, split_of, write_manifest
+from mmsearch.encoders.data.records import ItemRecord, split_of, strip_fe0f, write_manifest
 from mmsearch.encoders.errors import BackendMissingError
 from mmsearch.encoders.preprocess import on_white
 
 OPENMOJI_VERSION = "17.0.0"
-
-
-def strip_fe0f(code: str) -> str:
-    return "-".join(part for part in code.upper().split("-") if part != "FE0F")
 
 
 def render_svg(svg: Path, target: Path, size: int = 64) -> None:
@@ -39,9 +36,10 @@ def prepare_openmoji(out_dir: Path, cache_dir: Path) -> Path:
     emoji_package = fetch_npm_package("emoji-datasource-google", EMOJI_VERSION, cache_dir)
     package = fetch_npm_package("openmoji", OPENMOJI_VERSION, cache_dir)
     entries = json.loads((emoji_package / "emoji.json").read_text())
+    captions = read_emojibase(fetch_npm_package(*EMOJIBASE, cache_dir))
     wanted: dict[str, tuple[str, str, dict]] = {}
     for vendor in ("google", "twitter"):
-        for unified, _, caption, entry in identities(entries, vendor):
+        for unified, _, caption, entry in identities(entries, vendor, captions):
             if split_of(unified) == "test":
                 wanted.setdefault(strip_fe0f(unified), (unified, caption, entry))
     records = []

@@ -26,6 +26,25 @@ def split_of(label: str) -> str:
     return "test" if int(hashlib.sha256(label.encode()).hexdigest(), 16) % 2 == 1 else "train"
 
 
+VALIDATION_PERCENT = 15
+
+
+def fold_of(label: str) -> str:
+    """`test` as split_of says; a train identity is `validation` iff the hash's bits above
+    the split bit, mod 100, fall under VALIDATION_PERCENT (independent of the split bit, so
+    ~15 % of train identities). Every model choice is made on it, never on test."""
+    digest = int(hashlib.sha256(label.encode()).hexdigest(), 16)
+    if digest % 2 == 1:
+        return "test"
+    return "validation" if (digest >> 1) % 100 < VALIDATION_PERCENT else "train"
+
+
+def strip_fe0f(code: str) -> str:
+    """The form other styles are matched on: upper case, U+FE0F (emoji presentation)
+    removed, since packages disagree on where they write it."""
+    return "-".join(part for part in code.upper().split("-") if part != "FE0F")
+
+
 def id_problem(value: object) -> str | None:
     """Why `value` cannot be an item id, or None: a non-empty string of at most
     ID_MAX_BYTES UTF-8 bytes with no control characters (U+0000-U+001F, U+007F)."""

@@ -24,9 +24,16 @@ from typing import Any
 
 from PIL import Image
 
+from mmsearch.encoders.data.captions import (
+    CLDR,
+    EMOJIBASE,
+    Caption,
+    cldr_names,
+    cross_check,
+    read_emojibase,
+)
 from mmsearch.encoders.data.emoji import EMOJI_VERSION, composite_on_white, identities
-from mmsearch.encoders.data.openmoji import strip_fe0f
-from mmsearch.encoders.data.records import ItemRecord, split_of, write_manifest
+from mmsearch.encoders.data.records import ItemRecord, split_of, strip_fe0f, write_manifest
 from mmsearch.encoders.errors import BackendMissingError
 from mmsearch.encoders.preprocess import on_white
 
@@ -70,8 +77,6 @@ STYLES = (
           "1.2.6", "MIT", "iconify"),
     Style("noto-v1", "noto", "@iconify-json/noto-v1", "1.2.5", "Apache-2.0", "iconify-names"),
 )
-EMOJIBASE = ("emojibase-data", "17.0.0")
-CLDR = ("cldr-annotations-full", "48.2.0")
 
 
 def slug(name: str) -> str:
@@ -130,7 +135,7 @@ def drawings(style: Style, fetch: Fetch) -> Iterator[Drawing]:
     if style.source == "datasource":
         vendor = style.package.rsplit("-", 1)[1]
         entries = json.loads((package / "emoji.json").read_text())
-        for unified, image, _caption, _entry in identities(entries, vendor):
+        for unified, image, _caption, _entry in identities(entries, vendor, {}):
             source = package / "img" / vendor / "64" / image
             yield unified, lambda target, s=source: composite_on_white(s, target)
     elif style.source == "png":
@@ -157,13 +162,14 @@ def match_key(code: str, without_zwj: bool) -> str:
     return "-".join(p for p in key.split("-") if p != "200D") if without_zwj else key
 
 
-def google_identities(fetch: Fetch, without_zwj: bool = False
+def google_identities(fetch: Fetch, captions: dict[str, Caption], without_zwj: bool = False
                       ) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """match key -> (google unified, caption, entry): the labels every style uses."""
+    """match key -> (google unified, caption, entry): the labels (and the captions) every
+    style uses, as `mmsearch data emoji` writes them."""
     package = fetch("emoji-datasource-google", EMOJI_VERSION)
     entries = json.loads((package / "emoji.json").read_text())
     found: dict[str, tuple[str, str, dict[str, Any]]] = {}
-    for unified, _image, caption, entry in identities(entries, "google"):
+    for unified, _image, caption, entry in identities(entries, "google", captions):
         key = match_key(unified, without_zwj)
         if key in found:
             raise ValueError(f"{unified} and {found[key][0]} match the same drawings")
@@ -204,19 +210,29 @@ def build_style(style: Style, fetch: Fetch, wanted: dict[str, tuple[str, str, di
 def prepare_styles(out_dir: Path, fetch: Fetch, names: tuple[str, ...] | None = None
                    ) -> dict[str, Path]:
     """<out_dir>/styles/<style>.jsonl per style (images beside them, under images/) and
-    <out_dir>/styles/sources.json."""
+    <out_dir>/styles/sources.json (with the captions' cross-check against CLDR)."""
     root = Path(out_dir) / "styles"
     chosen = [s for s in STYLES if names is None or s.name in names]
+    captions = read_emojibase(fetch(*EMOJIBASE))
+    write_sources(root, {"captions": {
+        "package": f"{EMOJIBASE[0]}@{EMOJIBASE[1]}", "cross_check": f"{CLDR[0]}@{CLDR[1]}",
+        **cross_check({code: c.label for code, c in captions.items()},
+                      cldr_names(fetch(*CLDR)))}})
     manifests = {}
     for style in chosen:
-        wanted = google_identities(fetch, style.without_zwj)
+        wanted = google_identities(fetch, captions, style.without_zwj)
         records, counts = build_style(style, fetch, wanted, root)
         manifests[style.name] = root / f"{style.name}.jsonl"
         write_manifest(manifests[style.name], records)
         sources = {style.name: {"package": style.package, "version": style.version,
                                 "licence": style.licence, "family": style.family, **counts}}
         log.info("%s: %s", style.name, sources[style.name])
-        path = root / "sources.json"  # per style, so a long run keeps what it finished
-        existing = json.loads(path.read_text()) if path.is_file() else {}
-        path.write_text(json.dumps({**existing, **sources}, indent=1, sort_keys=True))
+        write_sources(root, sources)  # per style, so a long run keeps what it finished
     return manifests
+
+
+def write_sources(root: Path, sources: dict[str, Any]) -> None:
+    path = root / "sources.json"
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**existing, **sources}, indent=1, sort_keys=True))

@@ -33,7 +33,7 @@ def test_demo_reduced(tmp_path: Path) -> None:
     first = run_demo(tmp_path / "demo", tmp_path / "first.json")
     assert first.returncode == 0, first.stderr[-4000:]
     result = json.loads((tmp_path / "first.json").read_text())
-    assert len(result["queries"]) == 4
+    assert len(result["queries"]) == 5
     assert all(q["hits"] for q in result["queries"])  # every query returns hits
     by_id = next(q for q in result["queries"] if q["title"].startswith("stored id"))
     query_id = by_id["title"].split()[2]
@@ -51,6 +51,11 @@ def test_demo_reduced(tmp_path: Path) -> None:
     assert "gRPC sidecar: stopped cleanly" in first.stdout
     # the results come before the servers' stop lines, and hits show names, not code points
     assert first.stdout.index("== text only") < first.stdout.index("gRPC sidecar: stopped")
+    # names as users type them (CLDR labels): each finds its own emoji first, in a subset
+    # that holds the purple heart and the thumbs down as well
+    for name, label in (("red heart", "2764-FE0F"), ("thumbs up", "1F44D")):
+        by_name = next(q for q in result["queries"] if q["title"] == f"text only: '{name}'")
+        assert by_name["hits"][0]["label"] == label, by_name["hits"][:3]
     image_only = next(q for q in result["queries"] if q["title"].startswith("image only"))
     assert all(h["id"].startswith("twitter:") for h in image_only["hits"])  # not itself
     assert image_only["hits"][0]["id"].endswith("1F436"), image_only["hits"]  # the dog face

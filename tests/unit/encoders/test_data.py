@@ -9,9 +9,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mmsearch.encoders.data.captions import Caption, cross_check, read_emojibase
 from mmsearch.encoders.data.emoji import build_vendor, tone_caption
-from mmsearch.encoders.data.openmoji import strip_fe0f
-from mmsearch.encoders.data.records import read_manifest, split_of, write_manifest
+from mmsearch.encoders.data.records import (
+    fold_of,
+    read_manifest,
+    split_of,
+    strip_fe0f,
+    write_manifest,
+)
 
 
 def test_split_rule_is_the_documented_hash() -> None:
@@ -21,6 +27,16 @@ def test_split_rule_is_the_documented_hash() -> None:
         assert split_of(label) == ("test" if odd else "train")
     splits = {split_of(label) for label in labels}
     assert splits == {"train", "test"}
+
+
+def test_validation_fold_is_disjoint_and_inside_train() -> None:
+    labels = [f"1F{i:03X}" for i in range(2000)]
+    folds = {label: fold_of(label) for label in labels}
+    assert all((folds[label] == "test") == (split_of(label) == "test") for label in labels)
+    train = [label for label in labels if split_of(label) == "train"]
+    share = sum(folds[label] == "validation" for label in train) / len(train)
+    assert 0.12 < share < 0.18, share
+    assert set(folds.values()) == {"train", "validation", "test"}
 
 
 def test_tone_captions_name_every_modifier() -> None:
@@ -57,11 +73,16 @@ def _fake_package(root: Path) -> Path:
 
 
 def test_build_vendor_writes_the_item_format(tmp_path: Path) -> None:
-    records = build_vendor(_fake_package(tmp_path), "google", tmp_path / "out")
+    captions = {"1F385": Caption("santa claus", ("christmas", "santa")),
+                "1F385-1F3FE": Caption("santa claus: medium-dark skin tone", ("christmas",))}
+    records = build_vendor(_fake_package(tmp_path), "google", tmp_path / "out", captions)
     by_label = {r.label: r for r in records}
     assert set(by_label) == {"1F385", "1F385-1F3FE", "1F935", "1F935-200D-2642-FE0F"}
-    assert by_label["1F385-1F3FE"].text == "father christmas: medium-dark skin tone"
-    assert by_label["1F935"].text == "person in tuxedo"  # shared upstream name disambiguated
+    # emojibase's label and keywords, plus the short name users type
+    assert by_label["1F385"].text == "santa claus (christmas, santa)"
+    assert by_label["1F385-1F3FE"].text == "santa claus: medium-dark skin tone (christmas, santa)"
+    # not in emojibase: the Unicode name, the shared upstream name disambiguated
+    assert by_label["1F935"].text == "person in tuxedo"
     assert len({r.text for r in records}) == len(records)
     for record in records:
         assert record.id == f"google:{record.label}"
@@ -74,6 +95,22 @@ def test_build_vendor_writes_the_item_format(tmp_path: Path) -> None:
     manifest = tmp_path / "out" / "google.jsonl"
     assert write_manifest(manifest, records) == 4
     assert list(read_manifest(manifest)) == records
+
+
+def test_emojibase_captions_cover_skins_and_ignore_fe0f(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "data.json").write_text(json.dumps([
+        {"hexcode": "2764", "label": "red heart", "tags": ["love"]},
+        {"hexcode": "1F44D", "label": "thumbs up", "tags": ["+1"], "skins": [
+            {"hexcode": "1F44D-1F3FB", "label": "thumbs up: light skin tone"}]}]))
+    captions = read_emojibase(tmp_path)
+    assert captions["2764"].text() == "red heart (love)"  # google writes 2764-FE0F
+    assert captions["1F44D-1F3FB"] == Caption("thumbs up: light skin tone", ("+1",))
+    check = cross_check({"2764": "red heart", "1F44D": "thumbs up", "1F600": "grin"},
+                        {"2764": "red heart", "1F44D": "thumbs up sign"})
+    assert (check["agree_with_cldr"], check["differ"], check["not_in_cldr_base_annotations"]) \
+        == (1, 1, 1)
+    assert check["differ_examples"] == {"1F44D": ["thumbs up", "thumbs up sign"]}
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

@@ -85,6 +85,7 @@ def test_styles_match_google_identities(packages: dict[str, Path], tmp_path: Pat
     (noto,) = read_manifest(manifests["noto-v1"])
     (fluent,) = read_manifest(manifests["fluent-colour"])
     assert noto.label == fluent.label == "2764-FE0F"
+    assert noto.text == "red heart (heart)"  # emojibase's label, google's short name
     with Image.open(manifests["noto-v1"].parent / noto.image) as image:
         assert image.size == (64, 64) and image.mode == "RGB"
         assert image.getpixel((0, 0)) == (255, 255, 255)  # on white
@@ -93,6 +94,7 @@ def test_styles_match_google_identities(packages: dict[str, Path], tmp_path: Pat
     assert sources["joypixels"] | {"licence": ""} == {
         "package": "emoji-assets", "version": "11.0.0", "family": "emojione", "licence": "",
         "drawings": 3, "items": 2, "dropped": 1, "unrenderable": 0}
+    assert sources["captions"]["agree_with_cldr"] == sources["captions"]["labels"] == 1
     assert (sources["noto-v1"]["items"], sources["noto-v1"]["dropped"]) == (1, 1)
     assert ("@iconify-json/fluent-emoji-flat", "1.2.6") in fetched  # colour maps via flat
 
