@@ -18,7 +18,7 @@ import torch
 
 from mmsearch.encoders.catalog import FusionSpec, LocalSpec, ModelConfig
 from mmsearch.encoders.colour import fit_colour_head, image_histograms
-from mmsearch.encoders.data.records import read_manifest
+from mmsearch.encoders.data.records import fold_of, read_manifest
 from mmsearch.encoders.errors import UsageError, check_at_least
 from mmsearch.encoders.heads import HeadSet, LinearHead, fit_pca_head
 from mmsearch.encoders.metrics import retrieval_metrics
@@ -48,17 +48,39 @@ class TrainResult:
     model_dir: Path
 
 
-def read_train_items(manifests: list[Path]) -> TrainItems:
-    """Train-split items with an image and a caption; group = the manifest's file stem."""
+def read_train_items(manifests: list[Path], fold: str = "train") -> TrainItems:
+    """Train-split items with an image and a caption whose identity is in `fold` ("train"
+    or "validation", `fold_of`); group = the manifest's file stem."""
     rows = []
     for manifest in manifests:
         for record in read_manifest(manifest):
-            if record.split == "train" and record.image and record.text and record.label:
+            if (record.split == "train" and record.image and record.text and record.label
+                    and fold_of(record.label) == fold):
                 rows.append((str(Path(manifest).parent / record.image), record.text,
                              record.label, Path(manifest).stem))
     if not rows:
-        raise ValueError(f"no train-split items with image, text and label in {manifests}")
+        raise ValueError(f"no train-split items with image, text and label in the {fold} "
+                         f"fold of {manifests}")
     return TrainItems(*(tuple(column) for column in zip(*rows, strict=True)))
+
+
+def cross_group_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, ...]
+                       ) -> dict[str, float]:
+    """Image -> image R@1 per width, every group queried against all the others (mean
+    over groups): how a drawing finds the same identity in another style."""
+    groups = np.asarray(items.groups)
+    labels = np.asarray(items.labels)
+    found: dict[str, float] = {}
+    for width in widths:
+        scores = []
+        for group in sorted(set(items.groups)):
+            query, gallery = groups == group, groups != group
+            if query.any() and gallery.any():
+                scores.append(retrieval_metrics(
+                    at_width(image[query], width), list(labels[query]),
+                    at_width(image[gallery], width), list(labels[gallery]))["recall@1"])
+        found[str(width)] = float(np.mean(scores)) if scores else float("nan")
+    return found
 
 
 def fit_fusion(image: np.ndarray, text: np.ndarray, items: TrainItems, width: int
@@ -96,8 +118,11 @@ def _code_version() -> str:
 
 def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, views: int,
                 tune_blocks: int, cache_dir: Path | None, out: Path, name: str,
-                augment_spec: AugmentSpec | None = None) -> TrainResult:
-    """The whole run: cache, train, fit fusion, save the model folder at `out`."""
+                augment_spec: AugmentSpec | None = None,
+                validation: TrainItems | None = None) -> TrainResult:
+    """The whole run: cache, train, fit fusion, save the model folder at `out`. With
+    `validation` (identities training never sees) the caption weight is chosen there and
+    the validation recall recorded; without it, on the train items."""
     started = time.time()
     augment_spec = augment_spec or AugmentSpec()
     torch.manual_seed(settings.seed)
@@ -121,10 +146,18 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
         fit_pca_head(cache.text, base.width_max),
         fit_pca_head(cells.reshape(-1, cells.shape[-1]).numpy(), base.local.dim), len(ids))
     history = train_embedder(model, cache, items.labels, base.widths, settings)
-    image = model.embed_trunk(cache.trunk[0]).numpy()
+    chosen_on = validation or items
+    chosen_cache = cache
+    if validation is not None:  # clean images only: the validation fold is queried as-is
+        key = cache_key(base, validation, 1, tune_blocks, augment_spec, weights_hash)
+        chosen_cache = build_cache(FrozenTrunk(tower, tune_blocks), text_tower, spec,
+                                   validation, 1, augment_spec,
+                                   cache_dir / f"encoder-{key}.npz" if cache_dir else None,
+                                   progress=settings.progress)
+    image = model.embed_trunk(chosen_cache.trunk[0]).numpy()
     with torch.no_grad():
-        text = model.text_forward(torch.from_numpy(cache.text)).numpy()
-    fusion, fusion_scores = fit_fusion(image, text, items, base.widths[-1])
+        text = model.text_forward(torch.from_numpy(chosen_cache.text)).numpy()
+    fusion, fusion_scores = fit_fusion(image, text, chosen_on, base.widths[-1])
     tower_state = model.tower_state()
     heads = model.to_heads()
     if base.local.colour:
@@ -145,7 +178,12 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
         "code_version": _code_version(), "seed": settings.seed, "views": views,
         "tune_blocks": tune_blocks, "settings": asdict(settings),
         "augment": asdict(augment_spec), "items": len(items.images), "identities": len(ids),
-        "fusion_recall@1": fusion_scores, "loss_history": history,
+        "fusion_recall@1": fusion_scores, "fusion_chosen_on": (
+            "validation" if validation is not None else "train"),
+        "validation": None if validation is None else {
+            "items": len(validation.images), "identities": len(set(validation.labels)),
+            "cross_style_recall@1": cross_group_recall(image, validation, base.widths)},
+        "loss_history": history,
         "seconds": round(time.time() - started, 1),
     }
     (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -211,13 +249,14 @@ def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_
                       ) -> int:
     check_args(args)
     items = read_train_items(args.manifest)
+    validation = read_train_items(args.manifest, "validation")
     base = ModelConfig(widths=widths, width_max=widths[-1],
                        local=LocalSpec(colour=args.colour))
     settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,
                              seed=args.seed, progress=True)
     out = args.out or models_dir / args.name
     record = train_model(base, items, settings, args.views, args.tune_blocks, args.cache, out,
-                         args.name).record
+                         args.name, validation=validation).record
     manifests = {str(m): _sha256(Path(m)) for m in args.manifest}
     record["data"] = manifests
     (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")

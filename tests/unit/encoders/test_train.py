@@ -26,15 +26,16 @@ SETTINGS = TrainSettings(epochs=8, batch_identities=8, prototype_sample=12, lr_h
                          progress=False)
 
 
-def _drawings(folder: Path) -> TrainItems:
-    """16 identities drawn by two 'vendors': the same shapes, vendor b shifted in colour."""
+def _drawings(folder: Path, styles: tuple[tuple[str, int], ...] = (("a", 0), ("b", 30))
+              ) -> TrainItems:
+    """16 identities drawn by each 'vendor': the same shapes, shifted in colour."""
     rng = np.random.default_rng(0)
     images, captions, labels, groups = [], [], [], []
     folder.mkdir(parents=True, exist_ok=True)
     for identity in range(IDENTITIES):
         base = rng.integers(0, 256, (40, 40, 3)).astype(np.int16)
         base[:20] = rng.integers(0, 256, 3)
-        for vendor, shift in (("a", 0), ("b", 30)):
+        for vendor, shift in styles:
             path = folder / f"{vendor}{identity}.png"
             Image.fromarray(np.clip(base + shift, 0, 255).astype(np.uint8)).save(path)
             images.append(str(path))
@@ -147,6 +148,50 @@ def test_no_train_items_is_a_clear_error(tmp_path: Path) -> None:
                                     "split": "train", "attrs": {}}) + "\n")
     with pytest.raises(ValueError, match="no train-split items"):
         read_train_items([manifest])
+
+
+def _subset(items: TrainItems, keep: set[str]) -> TrainItems:
+    rows = [row for row in zip(items.images, items.captions, items.labels, items.groups,
+                               strict=True) if row[2] in keep]
+    return TrainItems(*(tuple(column) for column in zip(*rows, strict=True)))
+
+
+def test_many_styles_with_a_validation_fold(tiny_base: ModelConfig, tmp_path: Path) -> None:
+    """Three styles per identity; identities 12-15 are validation: never trained on, the
+    caption weight is chosen on them and their cross-style recall recorded."""
+    items = _drawings(tmp_path / "images", (("a", 0), ("b", 30), ("c", -40)))
+    held = {f"id{i}" for i in range(12, IDENTITIES)}
+    train = _subset(items, set(items.labels) - held)
+    validation = _subset(items, held)
+    result = train_model(tiny_base, train, replace(SETTINGS, epochs=1), views=1,
+                         tune_blocks=0, cache_dir=tmp_path / "cache", out=tmp_path / "model",
+                         name="styles", validation=validation)
+    record = result.record
+    assert record["identities"] == 12 and record["items"] == 36
+    assert record["fusion_chosen_on"] == "validation"
+    assert record["validation"]["identities"] == 4 and record["validation"]["items"] == 12
+    recall = record["validation"]["cross_style_recall@1"]
+    assert set(recall) == {str(w) for w in tiny_base.widths}
+    assert all(0.0 <= value <= 1.0 for value in recall.values())
+    assert result.model.prototypes.shape[0] == 12  # no prototype for a validation identity
+
+
+def test_manifest_folds_are_disjoint(tmp_path: Path) -> None:
+    from mmsearch.encoders.data.records import fold_of
+    from mmsearch.encoders.train.command import read_train_items
+
+    manifest = tmp_path / "m.jsonl"
+    labels = [f"1F{i:03X}" for i in range(120)]
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    manifest.write_text("".join(json.dumps({
+        "id": label, "image": "x.png", "text": label, "label": label,
+        "split": "test" if fold_of(label) == "test" else "train", "attrs": {}}) + "\n"
+        for label in labels))
+    train = set(read_train_items([manifest]).labels)
+    validation = set(read_train_items([manifest], "validation").labels)
+    assert train and validation and not train & validation
+    assert train | validation == {label for label in labels if fold_of(label) != "test"}
 
 
 def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) -> None:
