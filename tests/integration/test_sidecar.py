@@ -404,3 +404,19 @@ def test_a_failed_request_logs_one_line_with_its_request_id(
     with pytest.raises(grpc.RpcError) as unnamed:  # no id sent: one is made and returned
         search.Search(request, timeout=30)
     assert len(dict(unnamed.value.trailing_metadata())["x-request-id"]) == 16
+
+
+def test_a_base_built_by_another_model_is_refused(stack: dict) -> None:
+    """A shipped model change leaves old bases in another vector space: searching one is
+    FAILED_PRECONDITION naming both models and the re-ingest that migrates it."""
+    from mmsearch.plugin.collections import ensure_collections
+    from mmsearch.plugin.index_spec import specs_for
+    from mmsearch.plugin.schema import Layout
+
+    ensure_collections(stack["pipeline"].milvus.client, Layout("oldmodel", WIDTHS), {},
+                       "emoji-v0-model-id", specs_for(WIDTHS, {}))
+    code, details = call_code(stack["search"].Search, pb.SearchRequest(
+        base="oldmodel", top_k=5, query=pb.Query(text="red")))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION, details
+    assert "emoji-v0-model-id" in details and stack["pipeline"].encoder.model_id in details
+    assert "re-ingest" in details and "mmsearch ingest" in details
