@@ -1,0 +1,154 @@
+"""Noisy queries (issue 15): the same directions as embedder_quality, test identities,
+with every query photographed badly by a fixed recipe, clean vs noisy R@1 / R@10.
+
+The recipe (seeded per query, seed 0) is deliberately not the training augmentation
+(`encoders/train/augment.py` changes colour, line weight, fills, outlines, scale, blur):
+each query gets a rotation of 8-25 degrees either way, a perspective warp (corners moved
+up to 12 %), background clutter (the emoji pasted on a random two-colour stripe texture),
+an occlusion (a grey rectangle over 8-15 % of the picture), Gaussian pixel noise
+(sigma 6-14) and JPEG at quality 20-45. Galleries stay clean: a catalogue is drawn, the
+query is a photo of a screen or a sticker.
+
+    python -m benchmarks.noisy_queries      (needs mmsearch data emoji + openmoji, export)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from benchmarks._report import bar_chart, markdown_table, write
+from benchmarks.baseline_quality import DIRECTIONS, test_items
+from mmsearch.encoders import load_encoder
+from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.features import image_features
+from mmsearch.encoders.heads import HeadSet
+from mmsearch.encoders.metrics import retrieval_metrics
+from mmsearch.encoders.mrl import at_width, l2_normalize
+from mmsearch.encoders.preprocess import ImageSpec
+from mmsearch.encoders.towers import load_image_tower
+
+SEED = 0
+WIDTHS = (64, 512)
+
+
+def _clutter(size: tuple[int, int], rng: random.Random) -> Image.Image:
+    colours = [tuple(rng.randint(60, 230) for _ in range(3)) for _ in range(2)]
+    texture = Image.new("RGB", size, colours[0])
+    draw = ImageDraw.Draw(texture)
+    step = rng.randint(4, 10)
+    for offset in range(-size[1], size[0], 2 * step):
+        draw.polygon([(offset, 0), (offset + step, 0), (offset + step + size[1], size[1]),
+                      (offset + size[1], size[1])], fill=colours[1])
+    return texture
+
+
+def _perspective(image: Image.Image, rng: random.Random) -> Image.Image:
+    width, height = image.size
+    shift = [rng.uniform(-0.12, 0.12) * (width if i % 2 == 0 else height) for i in range(8)]
+    corners = [(0, 0), (width, 0), (width, height), (0, height)]
+    quad = [c + shift[2 * i + j] for i, corner in enumerate(corners)
+            for j, c in enumerate(corner)]
+    return image.transform(image.size, Image.Transform.QUAD, quad,
+                           Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+
+
+def distort(image: Image.Image, rng: random.Random) -> Image.Image:
+    """One noisy photo of an emoji on white (the recipe in the module docstring)."""
+    rgb = image.convert("RGB").resize((128, 128), Image.Resampling.BICUBIC)
+    angle = rng.choice((-1, 1)) * rng.uniform(8, 25)
+    rgb = rgb.rotate(angle, Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    rgb = _perspective(rgb, rng)
+    foreground = rgb.convert("L").point(lambda v: 255 if v < 245 else 0)
+    rgb = Image.composite(rgb, _clutter(rgb.size, rng), foreground)
+    area = rng.uniform(0.08, 0.15) * rgb.size[0] * rgb.size[1]
+    side = int(area ** 0.5)
+    left, top = rng.randint(0, rgb.size[0] - side), rng.randint(0, rgb.size[1] - side)
+    ImageDraw.Draw(rgb).rectangle((left, top, left + side, top + side), fill=(128, 128, 128))
+    pixels = np.asarray(rgb, dtype=np.float32)
+    noise = np.random.default_rng(rng.randrange(2**31)).normal(0, rng.uniform(6, 14),
+                                                                pixels.shape)
+    rgb = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=rng.randint(20, 45))
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def noisy_copies(paths: list[str], folder: Path) -> list[str]:
+    out = []
+    for index, path in enumerate(paths):
+        target = folder / f"{index}.png"
+        with Image.open(path) as image:
+            distort(image, random.Random(SEED * 1_000_003 + index)).save(target)
+        out.append(str(target))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/emoji"))
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--model", default="emoji-v1")
+    args = parser.parse_args()
+    vendors = sorted({v for pair in DIRECTIONS for v in pair})
+    paths, labels = {}, {}
+    for vendor in vendors:
+        paths[vendor], labels[vendor] = test_items(args.data, vendor)
+    queries = sorted({q for q, _ in DIRECTIONS})
+    base_config = ModelConfig.load(args.models_dir / "baseline")
+    pca = HeadSet.load(args.models_dir / "baseline")
+    tower = load_image_tower(base_config.image_tower, base_config.local.grid)
+    spec = ImageSpec(base_config.image_tower.input_size, base_config.image_tower.mean,
+                     base_config.image_tower.std)
+    shipped = load_encoder("onnx", export_dir=args.models_dir / "export" / args.model)
+    vectors: dict[tuple[str, str, str], np.ndarray] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        noisy = {}
+        for vendor in queries:
+            (Path(tmp) / vendor).mkdir()
+            noisy[vendor] = noisy_copies(paths[vendor], Path(tmp) / vendor)
+        for condition, source in (("clean", paths), ("noisy", noisy)):
+            for vendor in (vendors if condition == "clean" else queries):
+                raw = image_features(tower, spec, source[vendor], progress=False)[0]
+                vectors[("raw", condition, vendor)] = l2_normalize(raw)
+                vectors[("pca", condition, vendor)] = pca.image.apply(raw)
+                vectors[(args.model, condition, vendor)] = shipped.encode_images(
+                    source[vendor]).vectors
+    results, rows = [], []
+    for query, gallery in DIRECTIONS:
+        for method in ("raw", "pca", args.model):
+            for width in (None,) if method == "raw" else WIDTHS:
+                cells = []
+                for condition in ("clean", "noisy"):
+                    query_vectors = vectors[(method, condition, query)]
+                    gallery_vectors = vectors[(method, "clean", gallery)]
+                    if width is not None:
+                        query_vectors = at_width(query_vectors, width)
+                        gallery_vectors = at_width(gallery_vectors, width)
+                    m = retrieval_metrics(query_vectors, labels[query], gallery_vectors,
+                                          labels[gallery])
+                    results.append({"task": f"{query}->{gallery}", "method": method,
+                                    "width": width, "queries": condition, **m})
+                    cells += [m["recall@1"], m["recall@10"]]
+                rows.append([f"{query}->{gallery}", method, width or "1280 raw", *cells,
+                             cells[2] - cells[0]])
+    headers = ["direction", "method", "width", "clean R@1", "clean R@10", "noisy R@1",
+               "noisy R@10", "noisy - clean R@1"]
+    markdown = ("# Noisy queries (test identities; galleries clean)\n\n"
+                "Recipe (seed 0) in `benchmarks/noisy_queries.py`: rotation, perspective, "
+                "stripe clutter, grey occlusion, pixel noise, JPEG 20-45, none of which "
+                "training applies.\n\n" + markdown_table(headers, rows))
+    write("noisy_queries", {"seed": SEED, "results": results}, markdown)
+    bar_chart("noisy_queries", {f"{r[0]} {r[1]} d{r[2]}": r[5] for r in rows
+                                if r[2] == 512}, "noisy R@1 (d512)", "noisy queries")
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
