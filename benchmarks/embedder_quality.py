@@ -19,6 +19,7 @@ from benchmarks._report import RESULTS, markdown_table, write
 from benchmarks.baseline_quality import DIRECTIONS, test_items
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.catalog import ModelConfig
+from mmsearch.encoders.data.captions import name_of
 from mmsearch.encoders.data.records import read_manifest
 from mmsearch.encoders.features import image_features
 from mmsearch.encoders.heads import HeadSet
@@ -32,7 +33,8 @@ VENDORS = ("google", "twitter", "openmoji")
 
 
 def captions_of(data: Path, vendor: str) -> dict[str, str]:
-    return {str(r.label): str(r.text) for r in read_manifest(data / f"{vendor}.jsonl")
+    """label -> the name a user types: the caption's CLDR label, keywords left out."""
+    return {str(r.label): name_of(str(r.text)) for r in read_manifest(data / f"{vendor}.jsonl")
             if r.split == "test" and r.text}
 
 

@@ -31,6 +31,15 @@ class Caption:
         return f"{self.label} ({', '.join(self.keywords)})" if self.keywords else self.label
 
 
+def name_of(caption: str) -> str:
+    """The label part of a caption Caption.text() wrote: what a name query types (CLDR
+    label only, no keywords). The split is at the last " (", since a label may hold
+    parentheses itself ("flag: Myanmar (Burma)") and keywords always follow it."""
+    if caption.endswith(")") and " (" in caption:
+        return caption.rsplit(" (", 1)[0]
+    return caption
+
+
 def read_emojibase(package: Path) -> dict[str, Caption]:
     """FE0F-free code points -> Caption; a skin variation gets its own label and its
     base emoji's tags."""

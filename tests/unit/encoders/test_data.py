@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmsearch.encoders.data.captions import Caption, cross_check, read_emojibase
+from mmsearch.encoders.data.captions import Caption, cross_check, name_of, read_emojibase
 from mmsearch.encoders.data.emoji import build_vendor, tone_caption
 from mmsearch.encoders.data.records import (
     fold_of,
@@ -105,6 +105,9 @@ def test_emojibase_captions_cover_skins_and_ignore_fe0f(tmp_path: Path) -> None:
             {"hexcode": "1F44D-1F3FB", "label": "thumbs up: light skin tone"}]}]))
     captions = read_emojibase(tmp_path)
     assert captions["2764"].text() == "red heart (love)"  # google writes 2764-FE0F
+    assert name_of(captions["2764"].text()) == "red heart"
+    burma = Caption("flag: Myanmar (Burma)", ("MM",))
+    assert name_of(burma.text()) == "flag: Myanmar (Burma)"
     assert captions["1F44D-1F3FB"] == Caption("thumbs up: light skin tone", ("+1",))
     check = cross_check({"2764": "red heart", "1F44D": "thumbs up", "1F600": "grin"},
                         {"2764": "red heart", "1F44D": "thumbs up sign"})
