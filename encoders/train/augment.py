@@ -3,14 +3,22 @@
 Users' items come from sellers and artists the model never saw, so each view changes what
 differs between vendors: colour (hue, saturation, brightness), line weight (dark strokes
 thickened or thinned), flat versus shaded fills, outlines, scale and position, blur.
+
+`QUERY_NOISE` adds what a real query suffers (Pailitao's environmental noise): rotation,
+background clutter (generated noise textures), partial occlusion, JPEG artefacts. The
+default spec leaves them off, so emoji-v1 (trained without them) stays reproducible. The
+noisy-query benchmark uses other parameters and kinds training never applies
+(perspective, pixel noise, stripe clutter): it measures robustness, not memory.
 """
 
 from __future__ import annotations
 
+import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from PIL import Image, ImageChops, ImageEnhance, ImageFilter, ImageOps
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,13 @@ class AugmentSpec:
     p_blur: float = 0.4
     blur_radius: tuple[float, float] = (0.3, 1.5)
     p_grayscale: float = 0.05
+    p_rotate: float = 0.0
+    rotate_degrees: float = 12.0  # either way
+    p_clutter: float = 0.0  # the drawing pasted on a generated noise texture
+    p_occlude: float = 0.0
+    occlude_area: tuple[float, float] = (0.03, 0.08)  # fraction of the picture
+    p_jpeg: float = 0.0
+    jpeg_quality: tuple[int, int] = (50, 90)
 
 
 def _shift_hue(image: Image.Image, shift: float) -> Image.Image:
@@ -59,6 +74,44 @@ def _outline(image: Image.Image) -> Image.Image:
     return Image.composite(Image.new("RGB", image.size, (20, 20, 20)), image, mask)
 
 
+def _noise_texture(size: tuple[int, int], rng: random.Random) -> Image.Image:
+    """Smooth random colour blobs: a stand-in for a photo or fabric behind a sticker."""
+    noise = np.random.default_rng(rng.randrange(2**31)).integers(
+        90, 230, (max(2, size[1] // 8), max(2, size[0] // 8), 3), dtype=np.uint8)
+    return Image.fromarray(noise).resize(size, Image.Resampling.BICUBIC)
+
+
+def _occlude(image: Image.Image, spec: AugmentSpec, rng: random.Random) -> Image.Image:
+    side = int((rng.uniform(*spec.occlude_area) * image.size[0] * image.size[1]) ** 0.5)
+    left = rng.randint(0, image.size[0] - side)
+    top = rng.randint(0, image.size[1] - side)
+    shade = tuple(rng.randint(0, 255) for _ in range(3))
+    ImageDraw.Draw(image).rectangle((left, top, left + side, top + side), fill=shade)
+    return image
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        return decoded.convert("RGB")
+
+
+def query_noise(out: Image.Image, spec: AugmentSpec, rng: random.Random) -> Image.Image:
+    """Rotation, clutter, occlusion and JPEG, each with its probability (all 0 by default)."""
+    if rng.random() < spec.p_rotate:
+        out = out.rotate(rng.uniform(-spec.rotate_degrees, spec.rotate_degrees),
+                         Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    if rng.random() < spec.p_clutter:
+        foreground = out.convert("L").point(lambda v: 255 if v < 245 else 0)
+        out = Image.composite(out, _noise_texture(out.size, rng), foreground)
+    if rng.random() < spec.p_occlude:
+        out = _occlude(out, spec, rng)
+    if rng.random() < spec.p_jpeg:
+        out = _jpeg(out, rng.randint(*spec.jpeg_quality))
+    return out
+
+
 def augment(image: Image.Image, spec: AugmentSpec, rng: random.Random) -> Image.Image:
     """One random view of an RGB image (white background), same size as the input."""
     out = image.convert("RGB")
@@ -82,4 +135,10 @@ def augment(image: Image.Image, spec: AugmentSpec, rng: random.Random) -> Image.
     out = _rescale(out, rng.uniform(*spec.scale), rng)
     if rng.random() < spec.p_blur:
         out = out.filter(ImageFilter.GaussianBlur(rng.uniform(*spec.blur_radius)))
-    return out
+    return query_noise(out, spec, rng)
+
+
+# the drawing changes plus query noise, for many-style training (issue 15); hue shifts stay
+# small so skin-tone siblings keep their order (the colour cell's evidence)
+QUERY_NOISE = replace(AugmentSpec(), p_rotate=0.5, p_clutter=0.3, p_occlude=0.3, p_jpeg=0.4)
+PRESETS = {"drawing": AugmentSpec(), "query-noise": QUERY_NOISE}

@@ -25,7 +25,7 @@ from mmsearch.encoders.metrics import retrieval_metrics
 from mmsearch.encoders.mrl import at_width, fuse
 from mmsearch.encoders.preprocess import ImageSpec
 from mmsearch.encoders.towers import load_image_tower, load_text_tower
-from mmsearch.encoders.train.augment import AugmentSpec
+from mmsearch.encoders.train.augment import PRESETS, AugmentSpec
 from mmsearch.encoders.train.cache import (
     FeatureCache,
     FrozenTrunk,
@@ -256,7 +256,8 @@ def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_
                              seed=args.seed, progress=True)
     out = args.out or models_dir / args.name
     record = train_model(base, items, settings, args.views, args.tune_blocks, args.cache, out,
-                         args.name, validation=validation).record
+                         args.name, augment_spec=PRESETS[args.augment],
+                         validation=validation).record
     manifests = {str(m): _sha256(Path(m)) for m in args.manifest}
     record["data"] = manifests
     (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
