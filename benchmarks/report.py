@@ -22,13 +22,16 @@ RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
        "sidecar_latency", "funnel", "min_score")
 READ_ONLY = ("funnel_milvus", "decode_memory", "refine_paths_lite", "refine_paths_server",
              "sidecar_load_server", "sidecar_load_lite", "search_batch", "search_batch_server",
-             "bulk_import", "backfill_ray", "sizing")
+             "bulk_import", "backfill_ray", "sizing", "style_holdout", "noisy_queries",
+             "input_size")
 # result pages included as they are, under one heading each (title, result names)
 INCLUDED = (("Relevance threshold (min_score)", ("min_score",)),
             ("Throughput under 64 clients", ("sidecar_load_server", "sidecar_load_lite")),
             ("SearchBatch vs Search calls", ("search_batch_server", "search_batch")),
             ("First loads: bulk import and Ray", ("bulk_import", "backfill_ray")),
-            ("Sizing at 100M items", ("sizing",)))
+            ("Sizing at 100M items", ("sizing",)),
+            ("Styles never trained on (issue 15)", ("style_holdout", "noisy_queries",
+                                                    "input_size")))
 
 
 def included_section(title: str, names: tuple[str, ...]) -> str:
