@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--augment", choices=("drawing", "query-noise"), default="drawing",
                          help="augmented views: drawing changes only (emoji-v1), or with "
                          "query noise (rotation, clutter, occlusion, JPEG)")
+    encoder.add_argument("--validation-percent", type=int, default=15,
+                         help="train identities (hash rule) kept out of training to choose "
+                         "the caption weight and report validation recall on; 0 = train on "
+                         "every identity (small catalogues)")
     encoder.add_argument("--seed", type=int, default=0)
     encoder.add_argument("--colour", action=argparse.BooleanOptionalAction, default=True,
                          help="add the colour cell to the local features (encoders.colour)")

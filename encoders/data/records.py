@@ -29,14 +29,22 @@ def split_of(label: str) -> str:
 VALIDATION_PERCENT = 15
 
 
-def fold_of(label: str) -> str:
-    """`test` as split_of says; a train identity is `validation` iff the hash's bits above
-    the split bit, mod 100, fall under VALIDATION_PERCENT (independent of the split bit, so
-    ~15 % of train identities). Every model choice is made on it, never on test."""
+def in_validation(label: str, percent: int = VALIDATION_PERCENT) -> bool:
+    """Whether a train-split identity belongs to the validation fold: the hash's bits above
+    the split bit, mod 100, fall under `percent` (independent of the split bit, so ~15 %
+    of train identities by default; 0 = no validation fold). It reads only the label, so
+    it holds for a user's own manifest, whose `split` field (not this hash) says what is
+    train."""
     digest = int(hashlib.sha256(label.encode()).hexdigest(), 16)
-    if digest % 2 == 1:
+    return (digest >> 1) % 100 < percent
+
+
+def fold_of(label: str) -> str:
+    """The emoji data's fold: `test` as split_of says, else `validation` or `train`
+    (in_validation). Every model choice is made on validation, never on test."""
+    if split_of(label) == "test":
         return "test"
-    return "validation" if (digest >> 1) % 100 < VALIDATION_PERCENT else "train"
+    return "validation" if in_validation(label) else "train"
 
 
 def strip_fe0f(code: str) -> str:

@@ -5,6 +5,7 @@ train.json) that `mmsearch export` turns into the ONNX models."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -18,7 +19,7 @@ import torch
 
 from mmsearch.encoders.catalog import FusionSpec, LocalSpec, ModelConfig
 from mmsearch.encoders.colour import fit_colour_head, image_histograms
-from mmsearch.encoders.data.records import fold_of, read_manifest
+from mmsearch.encoders.data.records import VALIDATION_PERCENT, in_validation, read_manifest
 from mmsearch.encoders.errors import UsageError, check_at_least
 from mmsearch.encoders.heads import HeadSet, LinearHead, fit_pca_head
 from mmsearch.encoders.metrics import retrieval_metrics
@@ -48,20 +49,37 @@ class TrainResult:
     model_dir: Path
 
 
-def read_train_items(manifests: list[Path], fold: str = "train") -> TrainItems:
-    """Train-split items with an image and a caption whose identity is in `fold` ("train"
-    or "validation", `fold_of`); group = the manifest's file stem."""
+def read_train_items(manifests: list[Path], fold: str = "train",
+                     validation_percent: int = VALIDATION_PERCENT) -> TrainItems:
+    """Train-split items (the manifest's `split` field) with an image and a caption whose
+    identity is in `fold` ("train" or "validation", `in_validation`); group = the
+    manifest's file stem."""
     rows = []
     for manifest in manifests:
         for record in read_manifest(manifest):
             if (record.split == "train" and record.image and record.text and record.label
-                    and fold_of(record.label) == fold):
+                    and fold == ("validation" if in_validation(record.label, validation_percent)
+                                else "train")):
                 rows.append((str(Path(manifest).parent / record.image), record.text,
                              record.label, Path(manifest).stem))
     if not rows:
         raise ValueError(f"no train-split items with image, text and label in the {fold} "
                          f"fold of {manifests}")
     return TrainItems(*(tuple(column) for column in zip(*rows, strict=True)))
+
+
+def read_validation_items(manifests: list[Path], percent: int) -> TrainItems | None:
+    """The validation fold, or None (said on stderr) when it is off or a small catalogue
+    has no identity in it: the caption weight is then chosen on the train items."""
+    validation = None
+    if percent:
+        with contextlib.suppress(ValueError):  # no identity of the catalogue falls in it
+            validation = read_train_items(manifests, "validation", percent)
+    if validation is None:
+        print(f"no validation fold (--validation-percent {percent}): every train identity "
+              "is trained on, the caption weight is chosen on the train items and train.json "
+              "records no validation recall", file=sys.stderr)
+    return validation
 
 
 def cross_group_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, ...]
@@ -242,14 +260,17 @@ def check_args(args: argparse.Namespace) -> None:
     check_manifests(args.manifest)
     check_at_least({"--epochs": (args.epochs, 1), "--views": (args.views, 1),
                     "--tune-blocks": (args.tune_blocks, 0),
-                    "--batch-identities": (args.batch_identities, 2)})
+                    "--batch-identities": (args.batch_identities, 2),
+                    "--validation-percent": (args.validation_percent, 0)})
+    if args.validation_percent > 50:
+        raise UsageError("--validation-percent", f"must be <= 50, got {args.validation_percent}")
 
 
 def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_dir: Path
                       ) -> int:
     check_args(args)
-    items = read_train_items(args.manifest)
-    validation = read_train_items(args.manifest, "validation")
+    items = read_train_items(args.manifest, validation_percent=args.validation_percent)
+    validation = read_validation_items(args.manifest, args.validation_percent)
     base = ModelConfig(widths=widths, width_max=widths[-1],
                        local=LocalSpec(colour=args.colour))
     settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,

@@ -62,7 +62,8 @@ def test_train_export_ingest_search_on_your_own_catalogue(tmp_path: Path) -> Non
     models = tmp_path / "models"
     cli("train", "encoder", "--manifest", str(manifest), "--out", str(models / "shop-v1"),
         "--name", "shop-v1", "--epochs", "8", "--views", "2", "--tune-blocks", "0",
-        "--batch-identities", "12", "--no-colour", "--cache", str(tmp_path / "cache"))
+        "--batch-identities", "12", "--no-colour", "--validation-percent", "0",
+        "--cache", str(tmp_path / "cache"))
     common = ["--models-dir", str(models), "--model", "shop-v1"]
     cli("export", *common, "--no-int8")
     uri = str(tmp_path / "shop.db")

@@ -194,6 +194,24 @@ def test_manifest_folds_are_disjoint(tmp_path: Path) -> None:
     assert train | validation == {label for label in labels if fold_of(label) != "test"}
 
 
+def test_a_users_split_field_decides_what_is_train(tmp_path: Path) -> None:
+    """A user's catalogue says `split: train` for every product; the emoji hash's test bit
+    must not drop half of them (CI caught 2 of 12 products trained)."""
+    from mmsearch.encoders.data.records import fold_of, in_validation
+    from mmsearch.encoders.train.command import read_train_items
+
+    labels = [f"product-{i}" for i in range(40)]
+    assert any(fold_of(label) == "test" for label in labels)
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({
+        "id": label, "image": "x.png", "text": label, "label": label, "split": "train",
+        "attrs": {}}) + "\n" for label in labels))
+    train = set(read_train_items([manifest]).labels)
+    assert train == {label for label in labels if not in_validation(label)}
+    assert set(read_train_items([manifest], validation_percent=0).labels) == set(labels)
+
+
 def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) -> None:
     items = _drawings(tmp_path / "images")
     result = train_model(tiny_base, items, replace(SETTINGS, epochs=2), views=1, tune_blocks=0,
@@ -209,6 +227,8 @@ def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) 
     (["--epochs", "0"], "--epochs: must be >= 1"),
     (["--tune-blocks", "-1"], "--tune-blocks: must be >= 0"),
     (["--batch-identities", "1"], "--batch-identities: must be >= 2"),
+    (["--validation-percent", "-1"], "--validation-percent: must be >= 0"),
+    (["--validation-percent", "60"], "--validation-percent: must be <= 50"),
 ])
 def test_bad_training_flags_are_named(flags: list[str], named: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
