@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--tune-blocks", type=int, default=2,
                          help="last image-tower stages to fine-tune (0 = frozen tower)")
     encoder.add_argument("--batch-identities", type=int, default=128)
+    encoder.add_argument("--instances", type=int, default=2,
+                         help="items of each identity per batch (its drawings in several "
+                         "styles); image/image InfoNCE runs between every pair of them")
     encoder.add_argument("--augment", choices=("drawing", "query-noise"), default="drawing",
                          help="augmented views: drawing changes only (emoji-v1), or with "
                          "query noise (rotation, clutter, occlusion, JPEG)")

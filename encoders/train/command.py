@@ -261,6 +261,7 @@ def check_args(args: argparse.Namespace) -> None:
     check_at_least({"--epochs": (args.epochs, 1), "--views": (args.views, 1),
                     "--tune-blocks": (args.tune_blocks, 0),
                     "--batch-identities": (args.batch_identities, 2),
+                    "--instances": (args.instances, 2),
                     "--validation-percent": (args.validation_percent, 0)})
     if args.validation_percent > 50:
         raise UsageError("--validation-percent", f"must be <= 50, got {args.validation_percent}")
@@ -274,7 +275,7 @@ def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_
     base = ModelConfig(widths=widths, width_max=widths[-1],
                        local=LocalSpec(colour=args.colour))
     settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,
-                             seed=args.seed, progress=True)
+                             instances=args.instances, seed=args.seed, progress=True)
     out = args.out or models_dir / args.name
     record = train_model(base, items, settings, args.views, args.tune_blocks, args.cache, out,
                          args.name, augment_spec=PRESETS[args.augment],

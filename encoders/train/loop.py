@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,9 @@ class LossWeights:
 class TrainSettings:
     epochs: int = 30
     batch_identities: int = 128
+    # items of each identity in a batch (its drawings in several styles); image/image
+    # InfoNCE runs between every pair of them. 2 = emoji-v1's pairs.
+    instances: int = 2
     lr_heads: float = 1e-3
     lr_tower: float = 3e-4
     margin: float = 0.2
@@ -46,25 +50,23 @@ def identity_index(labels: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray
     return ids, members
 
 
-def _pick_pairs(identities: np.ndarray, members: list[np.ndarray],
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two different items per identity where it has two (else the same item twice: its
-    views still differ)."""
-    left, right = [], []
-    for identity in identities:
-        items = members[identity]
-        chosen = rng.choice(items, size=2, replace=len(items) < 2)
-        left.append(chosen[0])
-        right.append(chosen[1])
-    return np.array(left), np.array(right)
+def _pick_instances(identities: np.ndarray, members: list[np.ndarray], instances: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """(instances, identities) item indices: different items of each identity where it has
+    enough (else some repeat: their augmented views still differ)."""
+    chosen = [rng.choice(members[identity], size=instances,
+                         replace=len(members[identity]) < instances)
+              for identity in identities]
+    return np.array(chosen).T
 
 
 def _batch_losses(model: TrainableEmbedder, cache: FeatureCache, ids: np.ndarray,
-                  left: np.ndarray, right: np.ndarray, widths: tuple[int, ...],
-                  settings: TrainSettings, rng: np.random.Generator,
-                  generator: torch.Generator) -> dict[int | str, torch.Tensor]:
+                  picked: np.ndarray, widths: tuple[int, ...], settings: TrainSettings,
+                  rng: np.random.Generator, generator: torch.Generator
+                  ) -> dict[int | str, torch.Tensor]:
+    """`picked` is (instances, B): row r holds one item of each of the batch's identities."""
     views = cache.trunk.shape[0]
-    items = np.concatenate([left, right])
+    items = picked.reshape(-1)
     item_views = rng.integers(0, views, size=len(items))
     trunk = torch.from_numpy(cache.trunk[item_views, items].astype(np.float32))
     image, local = model.image_forward(trunk)
@@ -75,19 +77,24 @@ def _batch_losses(model: TrainableEmbedder, cache: FeatureCache, ids: np.ndarray
                                       model.prototypes.shape[0], settings.prototype_sample,
                                       generator)
     prototypes = model.prototypes[rows]
-    half = len(left)
+    size = picked.shape[1]
+    blocks = [slice(r * size, (r + 1) * size) for r in range(picked.shape[0])]
+    pairs = list(itertools.combinations(blocks, 2))
     weights = settings.weights
     losses: dict[int | str, torch.Tensor] = {}
     for width in widths:
+        image_image = sum(info_nce(image[a], image[b], width, settings.temperature)
+                          for a, b in pairs) / len(pairs)
         losses[width] = (
             weights.prototype * arcface_loss(torch.cat([image, text]), prototypes, targets,
                                              width, settings.margin, settings.scale)
-            + weights.image_image * info_nce(image[:half], image[half:], width,
-                                             settings.temperature)
+            + weights.image_image * image_image
             + weights.image_text * info_nce(image, text, width, settings.temperature, same))
     cells = local.shape[1]
+    first, second = blocks[0], blocks[1]
     losses["local"] = weights.local * sum(
-        info_nce(local[:half, c], local[half:, c], local.shape[-1], settings.local_temperature)
+        info_nce(local[first, c], local[second, c], local.shape[-1],
+                 settings.local_temperature)
         for c in range(cells)) / cells
     return losses
 
@@ -118,8 +125,8 @@ def train_embedder(model: TrainableEmbedder, cache: FeatureCache, labels: tuple[
             batch = order[start : start + settings.batch_identities]
             if len(batch) < 2:
                 continue  # InfoNCE needs a negative
-            left, right = _pick_pairs(batch, members, rng)
-            losses = _batch_losses(model, cache, ids, left, right, widths, settings, rng,
+            picked = _pick_instances(batch, members, settings.instances, rng)
+            losses = _batch_losses(model, cache, ids, picked, widths, settings, rng,
                                    generator)
             optimizer.zero_grad()
             sum(losses.values()).backward()

@@ -176,6 +176,30 @@ def test_many_styles_with_a_validation_fold(tiny_base: ModelConfig, tmp_path: Pa
     assert result.model.prototypes.shape[0] == 12  # no prototype for a validation identity
 
 
+def test_every_style_of_an_identity_takes_part_in_a_batch() -> None:
+    from mmsearch.encoders.train.loop import _pick_instances, identity_index
+
+    labels = tuple(f"id{i % 5}" for i in range(20))  # 4 styles of 5 identities
+    ids, members = identity_index(labels)
+    picked = _pick_instances(np.arange(5), members, 4, np.random.default_rng(0))
+    assert picked.shape == (4, 5)
+    for column, identity in enumerate(range(5)):
+        assert sorted(picked[:, column]) == sorted(members[identity])  # 4 distinct drawings
+    short = _pick_instances(np.arange(5), members[:5], 6, np.random.default_rng(0))
+    assert short.shape == (6, 5)  # fewer drawings than instances: some repeat, none invented
+    assert all(set(short[:, c]) <= set(members[c]) for c in range(5))
+
+
+def test_three_instances_train_every_pair(tiny_base: ModelConfig, tmp_path: Path) -> None:
+    items = _drawings(tmp_path / "images", (("a", 0), ("b", 30), ("c", -40)))
+    result = train_model(tiny_base, items, replace(SETTINGS, epochs=2, instances=3), views=1,
+                         tune_blocks=0, cache_dir=None, out=tmp_path / "model", name="three")
+    history = result.record["loss_history"]
+    assert len(history) == 2 and all(np.isfinite(list(epoch.values())).all()
+                                     for epoch in history)
+    assert result.record["settings"]["instances"] == 3
+
+
 def test_manifest_folds_are_disjoint(tmp_path: Path) -> None:
     from mmsearch.encoders.data.records import fold_of
     from mmsearch.encoders.train.command import read_train_items
