@@ -313,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     reranker.add_argument("--query-views", type=int, default=0,
                           help="augmented views of each train query (harder lists) besides "
                           "the clean one")
+    reranker.add_argument("--held-out", type=Path, nargs="+",
+                          help="style manifests the embedder trained on: its validation-fold "
+                          "identities (never trained on) add cross-fitted lists, half to "
+                          "train on and half for the rerank-vs-refine check in scorer.json")
     reranker.add_argument("--seed", type=int, default=0)
     reranker.set_defaults(func=train_commands.cmd_train_reranker)
 

@@ -16,6 +16,7 @@ from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
 from mmsearch.rerank.scorer.model import ScorerConfig
 from mmsearch.rerank.train.emoji import encode_fused, encode_side
+from mmsearch.rerank.train.heldout import held_out_pairs, rerank_check
 from mmsearch.rerank.train.lists import Lists, Side, mine
 from mmsearch.rerank.train.loop import TrainSettings, train
 
@@ -68,6 +69,10 @@ def check_args(args: argparse.Namespace) -> None:
     check_at_least({"--epochs": (args.epochs, 1), "--pg-epochs": (args.pg_epochs, 0),
                     "--chunk-size": (args.chunk_size, 1), "--candidates": (args.candidates, 1),
                     "--query-views": (args.query_views, 0)})
+    for manifest in args.held_out or []:
+        if not Path(manifest).is_file():
+            raise UsageError("--held-out", f"{manifest} not found (run `mmsearch data emoji` "
+                             "and `mmsearch data styles`)")
     if args.candidates % args.chunk_size:  # lists are cut into whole chunks
         raise UsageError("--candidates", f"({args.candidates}) must be a multiple of "
                          f"--chunk-size ({args.chunk_size})")
@@ -76,8 +81,12 @@ def check_args(args: argparse.Namespace) -> None:
 def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: Path) -> int:
     check_args(args)
     encoder = load_encoder("onnx", export_dir=export_dir)
-    pairs = training_pairs(encoder, Path(args.data), Path(args.cache), args.candidates,
+    cache = Path(args.cache)
+    pairs = training_pairs(encoder, Path(args.data), cache, args.candidates,
                            args.fused_lists, args.query_views)
+    if args.held_out:  # cross-fitted lists: identities the embedder never trained on
+        pairs += held_out_pairs(encoder, args.held_out, args.candidates, cache,
+                                args.query_views)
     queries, gallery, lists = joined(pairs)
     settings = TrainSettings(chunk_size=args.chunk_size, epochs=args.epochs,
                              pg_epochs=args.pg_epochs, seed=args.seed, progress=True)
@@ -86,19 +95,27 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
                                  local_dim=encoder.config.local.dim,
                                  colour=encoder.config.local.colour)
     model, losses = train(scorer_config, queries, gallery, lists, settings)
+    check = (rerank_check(model, encoder, args.held_out, args.candidates, args.chunk_size,
+                          cache) if args.held_out else None)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
     info = {"embedder_model_id": encoder.model_id, "losses": losses,
             "train": vars(settings), "lists": int(len(lists.query)), "depth": args.candidates,
             "fused_lists": args.fused_lists, "query_views": args.query_views,
+            "held_out": [str(m) for m in args.held_out or []], "held_out_check": check,
             "command": "mmsearch train reranker " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
                 if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size",
-                         "query_views", "fused_lists")),
+                         "query_views", "fused_lists"))
+            + "".join(f" --held-out {m}" for m in args.held_out or []),
             "code_version": commit}
     out = Path(args.out)
     save_checkpoint(model, out, info)
     exported = export_scorer(out, models_dir / "export" / out.name, out.name)
     print(f"scorer trained on {len(lists.query)} lists (loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}); checkpoint {out}, ONNX {exported}")
+    if check:
+        print("held-out check ({lists} lists): R@1 refine {refine_recall@1:.3f} -> rerank "
+              "{rerank_recall@1:.3f}, nDCG@10 {refine_ndcg@10:.3f} -> {rerank_ndcg@10:.3f}"
+              .format_map(check))
     return 0

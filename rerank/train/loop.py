@@ -54,7 +54,7 @@ def chunk_tensors(queries: Side, gallery: Side, lists: Lists, rows: np.ndarray,
     }
 
 
-def _forward(model: ListwiseScorer, batch: dict[str, torch.Tensor]
+def score_chunks(model: ListwiseScorer, batch: dict[str, torch.Tensor]
              ) -> tuple[torch.Tensor, torch.Tensor]:
     return model(batch["query"], batch["query_local"], batch["query_local_mask"],
                  batch["cands"], batch["cand_local"], batch["cand_local_mask"],
@@ -101,7 +101,7 @@ def train(config: ScorerConfig, queries: Side, gallery: Side, lists: Lists,
         for start in range(0, len(order), settings.batch_lists):
             rows = order[start:start + settings.batch_lists]
             batch = chunk_tensors(queries, gallery, lists, rows, settings.chunk_size)
-            listwise, calibrated = _forward(model, batch)
+            listwise, calibrated = score_chunks(model, batch)
             loss = listwise_loss(listwise, calibrated, batch["labels"], batch["valid"])
             if policy:
                 loss = loss + policy_gradient_loss(listwise, batch["labels"], settings.samples)

@@ -1,0 +1,115 @@
+"""Cross-fitted lists for the scorer: drawings of identities the embedder never trained on.
+
+Lists mined from the embedder's own train identities are nearly solved, so a scorer trained
+only on them learns to trust the first stage; a new catalogue's lists look like those of
+identities the embedder never saw. The embedder's validation fold (`in_validation`) is such
+a set, in every style it was trained on. It is cut in two by a second hash of the label:
+`fit` identities give the scorer training lists, `check` identities the rerank-vs-refine
+record in scorer.json (never test identities: those are `mmsearch bench`'s).
+
+Each drawing queries a gallery of every other drawing of its part (all styles), itself
+excluded: the relevant items are the same identity drawn in the other styles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmsearch.encoders.data.records import in_validation, read_manifest
+from mmsearch.encoders.preprocess import load_rgb
+from mmsearch.encoders.runtimes.base import Encoder
+from mmsearch.encoders.train.augment import AugmentSpec, augment
+from mmsearch.rerank.scorer.model import ListwiseScorer
+from mmsearch.rerank.train.lists import Lists, Side, mine
+from mmsearch.rerank.train.loop import chunk_tensors, ndcg_at_10, score_chunks
+
+PARTS = ("fit", "check")
+
+
+def part_of(label: str) -> str:
+    """`fit` or `check`, independent of the split and validation hashes (salted)."""
+    return PARTS[int(hashlib.sha256(f"scorer:{label}".encode()).hexdigest(), 16) % 2]
+
+
+def held_out_records(manifests: list[Path], part: str) -> list[tuple[str, str]]:
+    """(image path, label) of the train-split, validation-fold drawings in `part`."""
+    rows = []
+    for manifest in manifests:
+        for record in read_manifest(manifest):
+            if (record.split == "train" and record.image and record.label
+                    and in_validation(record.label) and part_of(record.label) == part):
+                rows.append((str(Path(manifest).parent / record.image), str(record.label)))
+    if not rows:
+        raise ValueError(f"no validation-fold drawings in part {part!r} of {manifests}")
+    return rows
+
+
+def held_out_side(encoder: Encoder, manifests: list[Path], part: str, cache: Path | None,
+                  view: int = 0) -> Side:
+    """Image-only vectors of one part; view > 0 = augmented drawings (harder queries)."""
+    rows = held_out_records(manifests, part)
+    path = None
+    if cache is not None:
+        key = hashlib.sha256("\n".join(p for p, _ in rows).encode()).hexdigest()[:12]
+        path = cache / f"heldout-{part}-{key}-{encoder.model_id}-view{view}.npz"
+        if path.is_file():
+            with np.load(path) as stored:
+                return Side(stored["vectors"], stored["local"], stored["labels"])
+    images: list = [image for image, _ in rows]
+    if view:
+        images = [augment(load_rgb(image), AugmentSpec(), random.Random(view * 1_000_003 + i))
+                  for i, image in enumerate(images)]
+    result = encoder.encode_images(images)
+    if result.problems:
+        raise ValueError(f"{len(result.problems)} held-out images failed: {result.problems[0]}")
+    side = Side(result.at_width(encoder.config.width_max), result.local.astype(np.float32),
+                np.asarray([label for _, label in rows]))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, vectors=side.vectors, local=side.local, labels=side.labels)
+    return side
+
+
+def held_out_pairs(encoder: Encoder, manifests: list[Path], depth: int, cache: Path | None,
+                   query_views: int) -> list[tuple[Side, Side, Lists]]:
+    """Training lists of the `fit` part: clean queries, then each augmented view of them,
+    against the clean gallery (row i never lists its own drawing)."""
+    gallery = held_out_side(encoder, manifests, "fit", cache)
+    pairs = [(gallery, gallery, mine(gallery, gallery, depth, force_positive=True,
+                                     exclude_self=True))]
+    for view in range(1, query_views + 1):
+        queries = held_out_side(encoder, manifests, "fit", cache, view)
+        pairs.append((queries, gallery, mine(queries, gallery, depth, force_positive=True,
+                                             exclude_self=True)))
+    return pairs
+
+
+@torch.no_grad()
+def rerank_check(model: ListwiseScorer, encoder: Encoder, manifests: list[Path], depth: int,
+                 chunk: int, cache: Path | None) -> dict[str, float]:
+    """R@1 and nDCG@10 of the first-stage order vs the scorer's over the `check` part's
+    lists (unforced: a list without its identity counts as a miss for both)."""
+    side = held_out_side(encoder, manifests, "check", cache)
+    lists = mine(side, side, depth, force_positive=False, exclude_self=True)
+    has = np.array([(side.labels == label).sum() > 1 for label in side.labels[lists.query]])
+    lists = Lists(lists.query[has], lists.candidates[has], lists.scores[has],
+                  lists.relevant[has])
+    model.eval()
+    reranked = []
+    for start in range(0, len(lists.query), 64):
+        rows = np.arange(start, min(start + 64, len(lists.query)))
+        _, calibrated = score_chunks(model, chunk_tensors(side, side, lists, rows, chunk))
+        reranked.append(calibrated.reshape(len(rows), -1))
+    order = torch.cat(reranked).argsort(dim=-1, descending=True, stable=True)
+    relevant = torch.from_numpy(lists.relevant.astype(np.float32))
+    in_order = relevant.gather(-1, order)
+    return {"lists": int(len(lists.query)), "identities": int(len(set(side.labels))),
+            "refine_recall@1": float(relevant[:, 0].mean()),
+            "rerank_recall@1": float(in_order[:, 0].mean()),
+            "refine_ndcg@10": float(ndcg_at_10(relevant).mean()),
+            "rerank_ndcg@10": float(ndcg_at_10(in_order).mean())}
