@@ -96,7 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/emoji"))
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--model", default="emoji-v1")
+    parser.add_argument("--models", nargs="+", default=["emoji-v1", "emoji-v2"],
+                        help="trained models exported under models/export/, compared in one run")
     args = parser.parse_args()
     vendors = sorted({v for pair in DIRECTIONS for v in pair})
     paths, labels = {}, {}
@@ -108,7 +109,8 @@ def main() -> None:
     tower = load_image_tower(base_config.image_tower, base_config.local.grid)
     spec = ImageSpec(base_config.image_tower.input_size, base_config.image_tower.mean,
                      base_config.image_tower.std)
-    shipped = load_encoder("onnx", export_dir=args.models_dir / "export" / args.model)
+    trained = {model: load_encoder("onnx", export_dir=args.models_dir / "export" / model)
+               for model in args.models}
     vectors: dict[tuple[str, str, str], np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
         noisy = {}
@@ -120,11 +122,12 @@ def main() -> None:
                 raw = image_features(tower, spec, source[vendor], progress=False)[0]
                 vectors[("raw", condition, vendor)] = l2_normalize(raw)
                 vectors[("pca", condition, vendor)] = pca.image.apply(raw)
-                vectors[(args.model, condition, vendor)] = shipped.encode_images(
-                    source[vendor]).vectors
+                for model, encoder in trained.items():
+                    vectors[(model, condition, vendor)] = encoder.encode_images(
+                        source[vendor]).vectors
     results, rows = [], []
     for query, gallery in DIRECTIONS:
-        for method in ("raw", "pca", args.model):
+        for method in ("raw", "pca", *args.models):
             for width in (None,) if method == "raw" else WIDTHS:
                 cells = []
                 for condition in ("clean", "noisy"):

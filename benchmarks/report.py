@@ -23,14 +23,15 @@ RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
 READ_ONLY = ("funnel_milvus", "decode_memory", "refine_paths_lite", "refine_paths_server",
              "sidecar_load_server", "sidecar_load_lite", "search_batch", "search_batch_server",
              "bulk_import", "backfill_ray", "sizing", "style_holdout", "noisy_queries",
-             "input_size")
+             "input_size", "style_matrix", "validation_styles")
 # result pages included as they are, under one heading each (title, result names)
 INCLUDED = (("Relevance threshold (min_score)", ("min_score",)),
             ("Throughput under 64 clients", ("sidecar_load_server", "sidecar_load_lite")),
             ("SearchBatch vs Search calls", ("search_batch_server", "search_batch")),
             ("First loads: bulk import and Ray", ("bulk_import", "backfill_ray")),
             ("Sizing at 100M items", ("sizing",)),
-            ("Styles never trained on (issue 15)", ("style_holdout", "noisy_queries",
+            ("Styles never trained on (issue 15)", ("style_matrix", "validation_styles",
+                                                    "style_holdout", "noisy_queries",
                                                     "input_size")))
 
 
