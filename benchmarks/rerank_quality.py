@@ -1,5 +1,6 @@
 """Rerank quality and speed on test identities (never trained on), image-only queries
-against an image-only gallery, google->twitter and twitter->google.
+against an image-only gallery: google<->twitter and openmoji (a style never trained on)
+-> google and -> twitter.
 
 Stages: ANN = exact search at width 64 (what a FLAT index returns; the index's own recall
 is the DBA benchmark's business), 200 candidates; refine = full-width cosine; rerank = the
@@ -29,10 +30,13 @@ from mmsearch.rerank.scorer.export import export_scorer, load_checkpoint, save_c
 from mmsearch.rerank.scorer.model import ScorerConfig
 from mmsearch.rerank.train.command import joined, training_pairs
 from mmsearch.rerank.train.emoji import encode_fused, encode_side
+from mmsearch.rerank.train.heldout import held_out_pairs
 from mmsearch.rerank.train.lists import Side
 from mmsearch.rerank.train.loop import TrainSettings, train
 
 CANDIDATES, DEPTH = 200, 64
+IMAGE_DIRECTIONS = (("google", "twitter"), ("twitter", "google"), ("openmoji", "google"),
+                    ("openmoji", "twitter"))
 SERVED = ServerConfig().chunk_size  # the sidecar's default chunk: the headline rows
 
 
@@ -117,22 +121,30 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/emoji"))
     parser.add_argument("--export-dir", type=Path, default=Path("models/export/emoji-v1"))
     parser.add_argument("--scorer", type=Path, default=Path("models/scorer"))
+    parser.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
+                        help="retrain the scorer without each part on the same lists")
     args = parser.parse_args()
     encoder = load_encoder("onnx", export_dir=args.export_dir)
     cache = Path(".cache/features")
     sides = {(v, s): encode_side(encoder, args.data, v, s, cache)
              for v in ("google", "twitter") for s in ("train", "test")}
+    sides[("openmoji", "test")] = encode_side(encoder, args.data, "openmoji", "test", cache)
     shipped, meta = load_checkpoint(args.scorer)
     work = Path(tempfile.mkdtemp(prefix="mmsearch-rerank-bench-"))
     variants = {"shipped": export_scorer(args.scorer, work / "shipped")}
     settings = TrainSettings(**{k: v for k, v in meta["train"].items() if k != "progress"})
     # the ablations train on exactly the shipped scorer's lists
-    q, g, lists = joined(training_pairs(encoder, args.data, cache, meta.get("depth", 64),
-                                        meta.get("fused_lists", False),
-                                        meta.get("query_views", 0)))
+    pairs = training_pairs(encoder, args.data, cache, meta.get("depth", 64),
+                           meta.get("fused_lists", False), meta.get("query_views", 0))
+    if meta.get("held_out"):
+        pairs += held_out_pairs(encoder, [Path(m) for m in meta["held_out"]],
+                                meta.get("depth", 64), cache, meta.get("query_views", 0))
+    q, g, lists = joined(pairs) if args.ablations else (None, None, None)
     ablations = [("no local features", {"use_local": False}),
                  ("no candidate attention", {"cross_attention": False})]
-    if shipped.config.colour:
+    if not args.ablations:
+        ablations = []
+    elif shipped.config.colour:
         ablations.append(("no colour cell", {"colour": False,
                                              "cells": shipped.config.cells - 1}))
     for name, change in ablations:
@@ -142,7 +154,7 @@ def main() -> None:
         variants[name] = export_scorer(work / name, work / f"{name}-onnx")
     rows, results = [], []
     fused = encode_fused(encoder, args.data, ("google", "twitter"), "test", cache)
-    for a, b in (("google", "twitter"), ("twitter", "google"), ("by id", "fused")):
+    for a, b in (*IMAGE_DIRECTIONS, ("by id", "fused")):
         queries, gallery = (fused, fused) if a == "by id" else (sides[(a, "test")],
                                                                 sides[(b, "test")])
         runs = [(f"{v} chunk {SERVED}", OnnxScorer(p, SERVED)) for v, p in variants.items()]
@@ -168,8 +180,8 @@ def main() -> None:
     intro = ("# Rerank quality and speed\n\nTest identities only; ANN = exact top-200 at "
              "width 64; refine = full-width cosine; rerank = shipped scorer on the refined "
              f"top {DEPTH} (chunks of {SERVED}, the sidecar's default, unless stated; trained on "
-             "chunks of 16). google->twitter and twitter->google "
-             "are the issue's image-only queries against an image-only gallery; `by id->fused` "
+             "chunks of 16). google<->twitter and openmoji (never trained on) -> each "
+             "are image-only queries against an image-only gallery; `by id->fused` "
              "queries each stored item by its id in a gallery of both vendors' fused "
              "(image + caption) items, self excluded, the way the sidecar and the demo "
              "search. Scorer trained with: "
@@ -187,7 +199,7 @@ def against_targets(results: list[dict]) -> str:
     lines = ["## Against the targets (image-only; rerank at the served chunk size vs refine)",
              "", "| direction | R@1 gain (>= +3 pts) | nDCG@10 gain (>= +0.03) | ECE (<= 0.05) |",
              "|---|---|---|---|"]
-    for direction in ("google->twitter", "twitter->google"):
+    for direction in (f"{a}->{b}" for a, b in IMAGE_DIRECTIONS):
         rows = {r["stage"]: r for r in results if r["direction"] == direction}
         refine, rerank = rows["refine"], rows[f"rerank (shipped chunk {SERVED})"]
         recall = (rerank["recall@1"] - refine["recall@1"]) * 100

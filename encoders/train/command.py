@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,14 @@ def cross_group_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, 
     return found
 
 
+def validation_score(model: TrainableEmbedder, trunk: np.ndarray, items: TrainItems,
+                     widths: tuple[int, ...]) -> float:
+    """Cross-style image R@1 on the validation fold, mean over widths: what picks the
+    epoch a model ships at."""
+    recall = cross_group_recall(model.embed_trunk(trunk).numpy(), items, widths)
+    return float(np.nanmean(list(recall.values())))
+
+
 def fit_fusion(image: np.ndarray, text: np.ndarray, items: TrainItems, width: int
                ) -> tuple[FusionSpec, dict[str, float]]:
     """Pick the caption weight for stored items: image-only queries of the first group
@@ -123,6 +132,16 @@ def fit_fusion(image: np.ndarray, text: np.ndarray, items: TrainItems, width: in
         scores[str(weight)] = metrics["recall@1"]
     best = max(TEXT_WEIGHTS, key=lambda w: scores[str(w)])
     return FusionSpec(1.0, best), scores
+
+
+def data_sources(manifests: list[Path]) -> dict[str, dict]:
+    """The `sources.json` beside each manifest (packages, versions, licences, counts), by
+    folder: what train.json records of the data a model was trained on."""
+    found = {}
+    for folder in sorted({Path(m).parent for m in manifests}):
+        if (folder / "sources.json").is_file():
+            found[str(folder)] = json.loads((folder / "sources.json").read_text())
+    return found
 
 
 def _sha256(path: Path) -> str:
@@ -163,15 +182,18 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
         tower, tune_blocks, fit_pca_head(pooled.numpy(), base.width_max),
         fit_pca_head(cache.text, base.width_max),
         fit_pca_head(cells.reshape(-1, cells.shape[-1]).numpy(), base.local.dim), len(ids))
-    history = train_embedder(model, cache, items.labels, base.widths, settings)
     chosen_on = validation or items
     chosen_cache = cache
+    validate = None
     if validation is not None:  # clean images only: the validation fold is queried as-is
         key = cache_key(base, validation, 1, tune_blocks, augment_spec, weights_hash)
         chosen_cache = build_cache(FrozenTrunk(tower, tune_blocks), text_tower, spec,
                                    validation, 1, augment_spec,
                                    cache_dir / f"encoder-{key}.npz" if cache_dir else None,
                                    progress=settings.progress)
+        validate = partial(validation_score, trunk=chosen_cache.trunk[0], items=validation,
+                           widths=base.widths)
+    history = train_embedder(model, cache, items.labels, base.widths, settings, validate)
     image = model.embed_trunk(chosen_cache.trunk[0]).numpy()
     with torch.no_grad():
         text = model.text_forward(torch.from_numpy(chosen_cache.text)).numpy()
@@ -202,6 +224,8 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
             "items": len(validation.images), "identities": len(set(validation.labels)),
             "cross_style_recall@1": cross_group_recall(image, validation, base.widths)},
         "loss_history": history,
+        "epoch_chosen": (None if validation is None else 1 + int(np.argmax(
+            [entry["validation"] for entry in history]))),
         "seconds": round(time.time() - started, 1),
     }
     (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -280,8 +304,8 @@ def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_
     record = train_model(base, items, settings, args.views, args.tune_blocks, args.cache, out,
                          args.name, augment_spec=PRESETS[args.augment],
                          validation=validation).record
-    manifests = {str(m): _sha256(Path(m)) for m in args.manifest}
-    record["data"] = manifests
+    record["data"] = {str(m): _sha256(Path(m)) for m in args.manifest}
+    record["sources"] = data_sources(args.manifest)
     (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
     last = record["loss_history"][-1]
     print(f"encoder trained in {record['seconds']} s on {record['items']} items; final loss "

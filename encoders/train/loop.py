@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,9 +102,13 @@ def _batch_losses(model: TrainableEmbedder, cache: FeatureCache, ids: np.ndarray
 
 
 def train_embedder(model: TrainableEmbedder, cache: FeatureCache, labels: tuple[str, ...],
-                   widths: tuple[int, ...], settings: TrainSettings
+                   widths: tuple[int, ...], settings: TrainSettings,
+                   validate: Callable[[TrainableEmbedder], float] | None = None
                    ) -> list[dict[str, float]]:
-    """Train in place; -> per-epoch mean loss per width (and `local`)."""
+    """Train in place; -> per-epoch mean loss per width (and `local`). With `validate` (a
+    score on identities training never sees, higher is better) each epoch is scored
+    (`validation` in its entry) and the model ends at its best epoch's weights: the
+    number of epochs is chosen on validation, not on test."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -115,6 +121,7 @@ def train_embedder(model: TrainableEmbedder, cache: FeatureCache, labels: tuple[
         groups.append({"params": list(model.tail.parameters()), "lr": settings.lr_tower})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     history: list[dict[str, float]] = []
+    best_score, best = float("-inf"), model.state_dict()
     model.train()
     bar = tqdm(range(settings.epochs), desc="training encoder", disable=not settings.progress)
     for _ in bar:
@@ -136,5 +143,19 @@ def train_embedder(model: TrainableEmbedder, cache: FeatureCache, labels: tuple[
             steps += 1
         history.append({key: value / max(steps, 1) for key, value in totals.items()})
         bar.set_postfix(loss=f"{sum(history[-1].values()):.3f}")
+        if validate is not None:
+            score = history[-1]["validation"] = _score(model, validate)
+            if score > best_score:  # strictly: the first best epoch wins
+                best_score, best = score, copy.deepcopy(model.state_dict())
     model.eval()
+    if validate is not None:
+        model.load_state_dict(best)
     return history
+
+
+def _score(model: TrainableEmbedder, validate: Callable[[TrainableEmbedder], float]) -> float:
+    model.eval()
+    try:
+        return float(validate(model))
+    finally:
+        model.train()

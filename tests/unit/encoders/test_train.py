@@ -174,6 +174,30 @@ def test_many_styles_with_a_validation_fold(tiny_base: ModelConfig, tmp_path: Pa
     assert set(recall) == {str(w) for w in tiny_base.widths}
     assert all(0.0 <= value <= 1.0 for value in recall.values())
     assert result.model.prototypes.shape[0] == 12  # no prototype for a validation identity
+    assert record["epoch_chosen"] == 1 and "validation" in record["loss_history"][0]
+
+
+def test_training_ends_at_the_best_validation_epoch(tiny_base: ModelConfig,
+                                                    tmp_path: Path) -> None:
+    """The epochs are chosen on validation: the model keeps its best epoch's weights."""
+    from mmsearch.encoders.train.loop import train_embedder
+
+    items = _drawings(tmp_path / "images")
+    result = train_model(tiny_base, items, replace(SETTINGS, epochs=1), views=1,
+                         tune_blocks=0, cache_dir=None, out=tmp_path / "model", name="v")
+    model, snapshots = result.model, []
+    scores = iter([0.5, 0.9, 0.9, 0.1])
+
+    def validate(candidate: torch.nn.Module) -> float:
+        snapshots.append({k: v.clone() for k, v in candidate.state_dict().items()})
+        return next(scores)
+
+    history = train_embedder(model, result.cache, items.labels, tiny_base.widths,
+                             replace(SETTINGS, epochs=4), validate)
+    assert [entry["validation"] for entry in history] == [0.5, 0.9, 0.9, 0.1]
+    assert not torch.equal(snapshots[1]["image_head.weight"], snapshots[3]["image_head.weight"])
+    for name, tensor in model.state_dict().items():  # epoch 2: the first of the best
+        assert torch.equal(tensor, snapshots[1][name]), name
 
 
 def test_every_style_of_an_identity_takes_part_in_a_batch() -> None:
