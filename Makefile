@@ -40,7 +40,10 @@ export: $(VENV)/.train
 # gRPC sidecar + real queries (tables + .demo/contact_sheet.html), then stop both servers.
 # File targets, not `data export`: a warm re-run re-exports only when the committed model
 # or scorer changed (under 1 minute when nothing did).
-demo: data/emoji/google.jsonl models/export/emoji-v1/manifest.json
+# the default model and scorer (app/config.py ModelsConfig): what `mmsearch export` exports
+MODEL := emoji-v1
+SCORER := scorer
+demo: data/emoji/google.jsonl models/export/$(MODEL)/manifest.json
 	$(VENV)/bin/mmsearch demo
 
 # Regenerate the committed gRPC stubs (tests/unit/test_proto.py fails when they are stale).
@@ -56,13 +59,13 @@ examples/node/node_modules/.installed: examples/node/package-lock.json
 # what the reduced demo test (tests/e2e) needs: the emoji data and the exported models
 data/emoji/google.jsonl: | $(VENV)/.train
 	$(VENV)/bin/mmsearch data emoji
-models/export/emoji-v1/manifest.json: models/emoji-v1/model.json \
-  models/emoji-v1/heads.safetensors models/emoji-v1/tower.safetensors \
-  models/scorer/scorer.safetensors | $(VENV)/.train data/emoji/google.jsonl
+models/export/$(MODEL)/manifest.json: models/$(MODEL)/model.json \
+  models/$(MODEL)/heads.safetensors models/$(MODEL)/tower.safetensors \
+  models/$(SCORER)/scorer.safetensors | $(VENV)/.train data/emoji/google.jsonl
 	$(VENV)/bin/mmsearch export
 
 test: $(VENV)/.train examples/node/node_modules/.installed data/emoji/google.jsonl \
-  models/export/emoji-v1/manifest.json
+  models/export/$(MODEL)/manifest.json
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
@@ -138,3 +141,25 @@ bench-sizing-milvus: $(VENV)/.train $(MILVUS23_VENV)/.done
 	rm -rf .cache/milvus23-sizing
 	unshare -n sh -c 'ip link set lo up && $(PY) -m benchmarks.sizing \
 	  --server-python $(MILVUS23_VENV)/bin/python --data-dir .cache/milvus23-sizing'
+
+# The shipped many-style embedder and its scorer (issue 15), reproducible from the npm
+# packages `mmsearch data styles` fetches; about 40 min on 2 cores (trunk cache 20 min).
+STYLES := $(addprefix data/emoji/styles/,emojione4.jsonl joypixels.jsonl emojione-v1.jsonl \
+  fluent-flat.jsonl fluent-colour.jsonl fluent-high-contrast.jsonl noto-v1.jsonl)
+TRAIN_MANIFESTS := data/emoji/google.jsonl data/emoji/twitter.jsonl $(STYLES)
+.PHONY: data-styles train-emoji-v2 train-scorer-v2 bench-styles
+data-styles: $(VENV)/.train
+	$(VENV)/bin/mmsearch data styles
+train-emoji-v2: $(VENV)/.train
+	$(VENV)/bin/mmsearch train encoder --manifest $(TRAIN_MANIFESTS) --name emoji-v2 \
+	  --out models/emoji-v2 --views 3 --augment query-noise --tune-blocks 2 --instances 4 \
+	  --epochs 30 --cache .cache/features
+train-scorer-v2: $(VENV)/.train
+	$(VENV)/bin/mmsearch export --model emoji-v2
+	$(VENV)/bin/mmsearch train reranker --model emoji-v2 --out models/scorer-v2 \
+	  --held-out $(TRAIN_MANIFESTS) --query-views 1
+# the issue-15 quality pages: every style pair, the validation fold, noisy queries
+bench-styles: $(VENV)/.train
+	$(PY) -m benchmarks.style_matrix
+	$(PY) -m benchmarks.validation_styles
+	$(PY) -m benchmarks.noisy_queries

@@ -1,7 +1,7 @@
 """The demo command in a reduced form: real data, the shipped model, Milvus Lite's server,
 the sidecar as its own process, real gRPC queries; then a second run that resumes.
 
-Needs `data/emoji` and `models/export/emoji-v1` (`make test` prepares both: `mmsearch data
+Needs `data/emoji` and the default model's export (`make test` prepares both: `mmsearch data
 emoji`, `mmsearch export`)."""
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from mmsearch.app.config import ModelsConfig
+
 ROOT = Path(__file__).resolve().parents[2]
-NEEDED = (ROOT / "data/emoji/google.jsonl", ROOT / "models/export/emoji-v1/manifest.json",
-          ROOT / "models/export/scorer/scorer.onnx")
+DEFAULTS = ModelsConfig()  # what the demo runs: the default model and scorer
+NEEDED = (ROOT / "data/emoji/google.jsonl",
+          ROOT / "models/export" / DEFAULTS.model / "manifest.json",
+          ROOT / "models/export" / DEFAULTS.scorer / "scorer.onnx")
 
 
 def run_demo(work: Path, out: Path) -> subprocess.CompletedProcess:

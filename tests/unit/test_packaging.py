@@ -79,3 +79,18 @@ def test_serving_imports_do_not_pull_torch(tmp_path: Path) -> None:
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = _run_outside_checkout(code, tmp_path)
     assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_make_exports_the_default_model_and_scorer() -> None:
+    """`make test` and `make demo` rebuild models/export/$(MODEL) with `mmsearch export`,
+    which exports the configured default: the two must name the same model and scorer."""
+    import re
+
+    from mmsearch.app.config import ModelsConfig
+
+    makefile = (ROOT / "Makefile").read_text()
+    named = dict(re.findall(r"^(MODEL|SCORER) := (\S+)$", makefile, re.MULTILINE))
+    defaults = ModelsConfig()
+    assert named == {"MODEL": defaults.model, "SCORER": defaults.scorer}
+    assert (ROOT / "models" / defaults.model / "model.json").is_file()
+    assert (ROOT / "models" / defaults.scorer / "scorer.json").is_file()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmsearch.app.config import load_config
+from mmsearch.app.config import ModelsConfig, load_config
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.errors import ConfigError
 from mmsearch.encoders.export import export_onnx
@@ -17,7 +17,7 @@ from mmsearch.encoders.quantize import cosine_agreement
 from support.data import random_images
 
 ROOT = Path(__file__).resolve().parents[3]
-SHIPPED = ROOT / "models/export/emoji-v1"
+SHIPPED = ROOT / "models/export" / ModelsConfig().model  # the default model, as make exports it
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_int8_is_onnx_only(tiny_model: tuple[Path, Path]) -> None:
 
 def test_shipped_int8_agrees_with_fp32_on_real_emoji() -> None:
     if not (SHIPPED / "image.int8.onnx").is_file():
-        pytest.fail("models/export/emoji-v1 has no int8 models: run `make export`")
+        pytest.fail(f"{SHIPPED} has no int8 models: run `make export`")
     images = sorted((ROOT / "data/emoji/images/google").glob("*.png"))[::300][:8]
     images += sorted((ROOT / "data/emoji/images/openmoji").glob("*.png"))[::300][:4]
     fp32 = load_encoder("onnx", export_dir=SHIPPED).encode_images(images)
