@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--model", default="emoji-v1", help="trained model under models/")
     parser.add_argument("--baseline", default="baseline", help="PCA model under models/")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--output", default="embedder_quality",
+                        help="results name (another model's page beside the shipped one)")
     args = parser.parse_args()
 
     paths, labels = {}, {}
@@ -109,14 +111,14 @@ def main() -> None:
              f"int8 vs fp32 image embeddings over {len(cosines)} test images: cosine min "
              f"{agreement['min']:.4f}, 1st percentile {agreement['p01']:.4f}, mean "
              f"{agreement['mean']:.4f}.\n\n")
-    write("embedder_quality", {"results": results, "int8_cosine": agreement},
+    write(args.output, {"results": results, "int8_cosine": agreement},
           intro + "## Image -> image\n\n" + table + "\n\n## Name -> image\n\n" + names_table
-          + "\n\n![R@1 vs width](embedder_quality.png)")
-    plot(results, widths)
+          + f"\n\n![R@1 vs width]({args.output}.png)")
+    plot(results, widths, args.output)
     print(intro + table + "\n\n" + names_table)
 
 
-def plot(results: list[dict], widths: list[int]) -> None:
+def plot(results: list[dict], widths: list[int], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +149,7 @@ def plot(results: list[dict], widths: list[int]) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(RESULTS / "embedder_quality.png", dpi=120)
+    fig.savefig(RESULTS / f"{name}.png", dpi=120)
 
 
 if __name__ == "__main__":

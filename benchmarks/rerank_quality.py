@@ -121,6 +121,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/emoji"))
     parser.add_argument("--export-dir", type=Path, default=Path("models/export/emoji-v1"))
     parser.add_argument("--scorer", type=Path, default=Path("models/scorer"))
+    parser.add_argument("--output", default="rerank_quality",
+                        help="results name (another model's page beside the shipped one)")
     parser.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
                         help="retrain the scorer without each part on the same lists")
     args = parser.parse_args()
@@ -186,11 +188,11 @@ def main() -> None:
              "(image + caption) items, self excluded, the way the sidecar and the demo "
              "search. Scorer trained with: "
              f"`{meta.get('command', '')}` on embedder {meta.get('embedder_model_id')}.\n\n")
-    write("rerank_quality", {"results": results, "speed": speed, "scorer": meta},
+    write(args.output, {"results": results, "speed": speed, "scorer": meta},
           intro + table + "\n\n" + against_targets(results)
           + "\n\n## Rerank latency (ONNX Runtime CPU, all chunks one batch)\n\n"
-          + speed_table + "\n\n![R@1 by stage](rerank_quality.png)")
-    plot(results)
+          + speed_table + f"\n\n![R@1 by stage]({args.output}.png)")
+    plot(results, args.output)
     print(intro + table + "\n\n" + speed_table)
 
 
@@ -210,7 +212,7 @@ def against_targets(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[dict]) -> None:
+def plot(results: list[dict], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,7 +232,7 @@ def plot(results: list[dict]) -> None:
     ax.set_title("Recall@1 by stage and ablation (test identities)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "rerank_quality.png", dpi=120)
+    fig.savefig(RESULTS / f"{name}.png", dpi=120)
 
 
 if __name__ == "__main__":
