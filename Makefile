@@ -157,7 +157,7 @@ train-emoji-v2: $(VENV)/.train
 train-scorer-v2: $(VENV)/.train
 	$(VENV)/bin/mmsearch export --model emoji-v2
 	$(VENV)/bin/mmsearch train reranker --model emoji-v2 --out models/scorer-v2 \
-	  --held-out $(TRAIN_MANIFESTS) --query-views 1
+	  --held-out $(TRAIN_MANIFESTS) --query-views 1 --pg-epochs 0
 # the issue-15 quality pages: every style pair, the validation fold, noisy queries
 bench-styles: $(VENV)/.train
 	$(PY) -m benchmarks.style_matrix

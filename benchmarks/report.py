@@ -23,7 +23,8 @@ RUN = ("embedder_quality", "encoder_speed", "ingest_speed", "rerank_quality",
 READ_ONLY = ("funnel_milvus", "decode_memory", "refine_paths_lite", "refine_paths_server",
              "sidecar_load_server", "sidecar_load_lite", "search_batch", "search_batch_server",
              "bulk_import", "backfill_ray", "sizing", "style_holdout", "noisy_queries",
-             "input_size", "style_matrix", "validation_styles")
+             "input_size", "style_matrix", "validation_styles", "embedder_quality_v2",
+             "rerank_quality_v2")
 # result pages included as they are, under one heading each (title, result names)
 INCLUDED = (("Relevance threshold (min_score)", ("min_score",)),
             ("Throughput under 64 clients", ("sidecar_load_server", "sidecar_load_lite")),
@@ -31,8 +32,9 @@ INCLUDED = (("Relevance threshold (min_score)", ("min_score",)),
             ("First loads: bulk import and Ray", ("bulk_import", "backfill_ray")),
             ("Sizing at 100M items", ("sizing",)),
             ("Styles never trained on (issue 15)", ("style_matrix", "validation_styles",
-                                                    "style_holdout", "noisy_queries",
-                                                    "input_size")))
+                                                    "embedder_quality_v2",
+                                                    "rerank_quality_v2", "style_holdout",
+                                                    "noisy_queries", "input_size")))
 
 
 def included_section(title: str, names: tuple[str, ...]) -> str:
