@@ -44,8 +44,10 @@ def main() -> None:
                            rows)
     intro = ("# Tower stages tuned, chosen on validation\n\n"
              "Runs differing only in `--tune-blocks`; validation score = cross-style image "
-             "R@1 of the validation fold, mean over widths (train.json). Epoch seconds exclude "
-             "the trunk cache (one per cut point).\n\n")
+             "R@1 of the validation fold, mean over widths (train.json). Seconds as train.json "
+             "records them, from the command's start: a run that found its trunk cache on "
+             "disk excludes it, one that built it (each cut point needs its own) includes "
+             "it.\n\n")
     write("tune_blocks", {"runs": summary}, intro + table + "\n\n![per epoch](tune_blocks.png)")
     plot(summary)
     print(intro + table)
