@@ -85,8 +85,11 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
     pairs = training_pairs(encoder, Path(args.data), cache, args.candidates,
                            args.fused_lists, args.query_views)
     if args.held_out:  # cross-fitted lists: identities the embedder never trained on
-        pairs += held_out_pairs(encoder, args.held_out, args.candidates, cache,
-                                args.query_views)
+        try:
+            pairs += held_out_pairs(encoder, args.held_out, args.candidates, cache,
+                                    args.query_views)
+        except ValueError as exc:  # no validation-fold identity in these manifests
+            raise UsageError("--held-out", str(exc)) from None
     queries, gallery, lists = joined(pairs)
     settings = TrainSettings(chunk_size=args.chunk_size, epochs=args.epochs,
                              pg_epochs=args.pg_epochs, seed=args.seed, progress=True)

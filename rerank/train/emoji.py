@@ -26,19 +26,28 @@ def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Pa
     if cache is not None:
         suffix = f"-view{view}" if view else ""
         path = cache / f"{vendor}-{split}-{encoder.model_id}{suffix}.npz"
-        if (stored := _load(path)) is not None:
-            return stored
     records = [r for r in read_manifest(data / f"{vendor}.jsonl")
                if r.split == split and r.image]
-    images: list = [str(data / r.image) for r in records]
+    return encode_images_side(encoder, [str(data / r.image) for r in records],
+                              [str(r.label) for r in records], view, path, vendor)
+
+
+def encode_images_side(encoder: Encoder, images: list[str], labels: list[str], view: int,
+                       path: Path | None, what: str) -> Side:
+    """Image-only vectors and local features of `images` (view > 0: augmented drawings,
+    seeded by view and position), loaded from `path` when cached there, else saved there;
+    `what` names the set in the error when an image fails."""
+    if path is not None and (stored := _load(path)) is not None:
+        return stored
+    inputs: list = list(images)
     if view:
-        images = [augment(load_rgb(image), AugmentSpec(), random.Random(view * 1_000_003 + i))
+        inputs = [augment(load_rgb(image), AugmentSpec(), random.Random(view * 1_000_003 + i))
                   for i, image in enumerate(images)]
-    result = encoder.encode_images(images)
+    result = encoder.encode_images(inputs)
     if result.problems:
-        raise ValueError(f"{vendor}: {len(result.problems)} images failed: {result.problems[0]}")
+        raise ValueError(f"{what}: {len(result.problems)} images failed: {result.problems[0]}")
     side = Side(result.at_width(encoder.config.width_max), result.local.astype(np.float32),
-                np.asarray([r.label for r in records]))
+                np.asarray(labels))
     _save(path, side)
     return side
 

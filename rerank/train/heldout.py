@@ -14,17 +14,15 @@ excluded: the relevant items are the same identity drawn in the other styles.
 from __future__ import annotations
 
 import hashlib
-import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmsearch.encoders.data.records import in_validation, read_manifest
-from mmsearch.encoders.preprocess import load_rgb
 from mmsearch.encoders.runtimes.base import Encoder
-from mmsearch.encoders.train.augment import AugmentSpec, augment
 from mmsearch.rerank.scorer.model import ListwiseScorer
+from mmsearch.rerank.train.emoji import encode_images_side
 from mmsearch.rerank.train.lists import Lists, Side, mine
 from mmsearch.rerank.train.loop import chunk_tensors, ndcg_at_10, score_chunks
 
@@ -57,22 +55,8 @@ def held_out_side(encoder: Encoder, manifests: list[Path], part: str, cache: Pat
     if cache is not None:
         key = hashlib.sha256("\n".join(p for p, _ in rows).encode()).hexdigest()[:12]
         path = cache / f"heldout-{part}-{key}-{encoder.model_id}-view{view}.npz"
-        if path.is_file():
-            with np.load(path) as stored:
-                return Side(stored["vectors"], stored["local"], stored["labels"])
-    images: list = [image for image, _ in rows]
-    if view:
-        images = [augment(load_rgb(image), AugmentSpec(), random.Random(view * 1_000_003 + i))
-                  for i, image in enumerate(images)]
-    result = encoder.encode_images(images)
-    if result.problems:
-        raise ValueError(f"{len(result.problems)} held-out images failed: {result.problems[0]}")
-    side = Side(result.at_width(encoder.config.width_max), result.local.astype(np.float32),
-                np.asarray([label for _, label in rows]))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, vectors=side.vectors, local=side.local, labels=side.labels)
-    return side
+    return encode_images_side(encoder, [image for image, _ in rows],
+                              [label for _, label in rows], view, path, f"held-out {part}")
 
 
 def held_out_pairs(encoder: Encoder, manifests: list[Path], depth: int, cache: Path | None,

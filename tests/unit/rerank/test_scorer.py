@@ -229,6 +229,7 @@ def test_lists_by_stored_id_never_list_the_query_itself() -> None:
     (["--chunk-size", "0"], "--chunk-size: must be >= 1"),
     (["--query-views", "-1"], "--query-views: must be >= 0"),
     (["--candidates", "40", "--chunk-size", "16"], "multiple of --chunk-size"),
+    (["--held-out", "missing.jsonl"], "--held-out: missing.jsonl not found"),
 ])
 def test_bad_reranker_flags_are_named(flags: list[str], named: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
