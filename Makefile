@@ -152,7 +152,7 @@ data-styles: $(VENV)/.train
 	$(VENV)/bin/mmsearch data styles
 train-emoji-v2: $(VENV)/.train
 	$(VENV)/bin/mmsearch train encoder --manifest $(TRAIN_MANIFESTS) --name emoji-v2 \
-	  --out models/emoji-v2 --views 3 --augment query-noise --tune-blocks 2 --instances 4 \
+	  --out models/emoji-v2 --views 3 --augment query-noise --tune-blocks 3 --instances 4 \
 	  --epochs 30 --cache .cache/features
 train-scorer-v2: $(VENV)/.train
 	$(VENV)/bin/mmsearch export --model emoji-v2

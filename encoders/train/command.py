@@ -102,11 +102,38 @@ def cross_group_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, 
     return found
 
 
+def style_pair_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, ...]
+                      ) -> dict[str, float]:
+    """Image -> image R@1 per width, one style against one other (every ordered pair of
+    groups, identities drawn in both; mean over pairs): a catalogue in one style queried
+    in another, the shape the test benchmark and a deployment have. Harder than
+    `cross_group_recall`, where any of the other styles' drawings may be the hit."""
+    groups = np.asarray(items.groups)
+    labels = np.asarray(items.labels)
+    found: dict[str, float] = {}
+    names = sorted(set(items.groups))
+    for width in widths:
+        vectors = at_width(image, width)
+        scores = []
+        for query_group in names:
+            for gallery_group in names:
+                if query_group == gallery_group:
+                    continue
+                gallery = groups == gallery_group
+                query = (groups == query_group) & np.isin(labels, labels[gallery])
+                if query.any():
+                    scores.append(retrieval_metrics(
+                        vectors[query], list(labels[query]), vectors[gallery],
+                        list(labels[gallery]))["recall@1"])
+        found[str(width)] = float(np.mean(scores)) if scores else float("nan")
+    return found
+
+
 def validation_score(model: TrainableEmbedder, trunk: np.ndarray, items: TrainItems,
                      widths: tuple[int, ...]) -> float:
-    """Cross-style image R@1 on the validation fold, mean over widths: what picks the
-    epoch a model ships at."""
-    recall = cross_group_recall(model.embed_trunk(trunk).numpy(), items, widths)
+    """One-style-against-another image R@1 on the validation fold, mean over widths: what
+    picks the epoch a model ships at."""
+    recall = style_pair_recall(model.embed_trunk(trunk).numpy(), items, widths)
     return float(np.nanmean(list(recall.values())))
 
 
@@ -222,7 +249,8 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
             "validation" if validation is not None else "train"),
         "validation": None if validation is None else {
             "items": len(validation.images), "identities": len(set(validation.labels)),
-            "cross_style_recall@1": cross_group_recall(image, validation, base.widths)},
+            "cross_style_recall@1": cross_group_recall(image, validation, base.widths),
+            "style_pair_recall@1": style_pair_recall(image, validation, base.widths)},
         "loss_history": history,
         "epoch_chosen": (None if validation is None else 1 + int(np.argmax(
             [entry["validation"] for entry in history]))),

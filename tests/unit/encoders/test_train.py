@@ -173,8 +173,29 @@ def test_many_styles_with_a_validation_fold(tiny_base: ModelConfig, tmp_path: Pa
     recall = record["validation"]["cross_style_recall@1"]
     assert set(recall) == {str(w) for w in tiny_base.widths}
     assert all(0.0 <= value <= 1.0 for value in recall.values())
+    pairs = record["validation"]["style_pair_recall@1"]
+    assert set(pairs) == set(recall) and all(0.0 <= v <= 1.0 for v in pairs.values())
     assert result.model.prototypes.shape[0] == 12  # no prototype for a validation identity
     assert record["epoch_chosen"] == 1 and "validation" in record["loss_history"][0]
+
+
+def test_style_pairs_are_harder_than_any_other_style() -> None:
+    """Style c's drawing of x sits on style b's drawing of y: against every other style it
+    still finds x (a's drawing is nearer), one-to-one against b it does not."""
+    from mmsearch.encoders.train.command import cross_group_recall, style_pair_recall
+
+    rows = [("a", "x", (1.0, 0.0)), ("a", "y", (0.0, 1.0)), ("b", "x", (0.6, -0.8)),
+            ("b", "y", (0.8, 0.6)), ("c", "x", (0.97, 0.24)), ("c", "y", (0.0, 1.0))]
+    groups, labels, vectors = zip(*rows, strict=True)
+    paths = tuple(f"{group}{label}.png" for group, label in zip(groups, labels, strict=True))
+    items = TrainItems(paths, tuple(["caption"] * 6), labels, groups)
+    image = np.asarray(vectors, dtype=np.float32)
+    pairs = style_pair_recall(image, items, (2,))["2"]
+    anywhere = cross_group_recall(image, items, (2,))["2"]
+    assert anywhere > pairs
+    assert anywhere == pytest.approx(np.mean([1.0, 0.5, 1.0]))
+    # a->b, a->c, b->a, b->c, c->a, c->b: each of a->b, b->a, b->c, c->b loses one identity
+    assert pairs == pytest.approx(np.mean([0.5, 1.0, 0.5, 0.5, 1.0, 0.5]))
 
 
 def test_training_ends_at_the_best_validation_epoch(tiny_base: ModelConfig,
