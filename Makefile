@@ -162,4 +162,4 @@ train-scorer-v2: $(VENV)/.train
 bench-styles: $(VENV)/.train
 	$(PY) -m benchmarks.style_matrix
 	$(PY) -m benchmarks.validation_styles
-	$(PY) -m benchmarks.noisy_queries
+	$(PY) -m benchmarks.noisy_queries --by-kind

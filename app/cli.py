@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--augment", choices=("drawing", "query-noise"), default="drawing",
                          help="augmented views: drawing changes only (emoji-v1), or with "
                          "query noise (rotation, clutter, occlusion, JPEG)")
+    encoder.add_argument("--name-share", type=float, default=0.0,
+                         help="share of items whose text side in training is their name "
+                         "alone (the caption before its keywords), as users type it; 0-1")
     encoder.add_argument("--validation-percent", type=int, default=15,
                          help="train identities (hash rule) kept out of training to choose "
                          "the caption weight and report validation recall on; 0 = train on "

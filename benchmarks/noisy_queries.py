@@ -20,6 +20,7 @@ import argparse
 import io
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,33 +62,61 @@ def _perspective(image: Image.Image, rng: random.Random) -> Image.Image:
                            Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
 
 
-def distort(image: Image.Image, rng: random.Random) -> Image.Image:
-    """One noisy photo of an emoji on white (the recipe in the module docstring)."""
-    rgb = image.convert("RGB").resize((128, 128), Image.Resampling.BICUBIC)
+def _rotate(rgb: Image.Image, rng: random.Random) -> Image.Image:
     angle = rng.choice((-1, 1)) * rng.uniform(8, 25)
-    rgb = rgb.rotate(angle, Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
-    rgb = _perspective(rgb, rng)
+    return rgb.rotate(angle, Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+
+
+def _stripes_behind(rgb: Image.Image, rng: random.Random) -> Image.Image:
     foreground = rgb.convert("L").point(lambda v: 255 if v < 245 else 0)
-    rgb = Image.composite(rgb, _clutter(rgb.size, rng), foreground)
+    return Image.composite(rgb, _clutter(rgb.size, rng), foreground)
+
+
+def _grey_square(rgb: Image.Image, rng: random.Random) -> Image.Image:
     area = rng.uniform(0.08, 0.15) * rgb.size[0] * rgb.size[1]
     side = int(area ** 0.5)
     left, top = rng.randint(0, rgb.size[0] - side), rng.randint(0, rgb.size[1] - side)
     ImageDraw.Draw(rgb).rectangle((left, top, left + side, top + side), fill=(128, 128, 128))
+    return rgb
+
+
+def _pixel_noise(rgb: Image.Image, rng: random.Random) -> Image.Image:
     pixels = np.asarray(rgb, dtype=np.float32)
     noise = np.random.default_rng(rng.randrange(2**31)).normal(0, rng.uniform(6, 14),
                                                                 pixels.shape)
-    rgb = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+
+
+def _low_jpeg(rgb: Image.Image, rng: random.Random) -> Image.Image:
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=rng.randint(20, 45))
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
-def noisy_copies(paths: list[str], folder: Path) -> list[str]:
+# the recipe's steps in the order they are applied; "all" chains them on one rng
+KINDS: dict[str, Callable[[Image.Image, random.Random], Image.Image]] = {
+    "rotation": _rotate, "perspective": _perspective, "stripes": _stripes_behind,
+    "occlusion": _grey_square, "pixel noise": _pixel_noise, "jpeg": _low_jpeg}
+
+
+def distort(image: Image.Image, rng: random.Random, kinds: tuple[str, ...] = tuple(KINDS)
+            ) -> Image.Image:
+    """One noisy photo of an emoji on white: the recipe in the module docstring, or only
+    the named steps of it (to see which one costs what)."""
+    rgb = image.convert("RGB").resize((128, 128), Image.Resampling.BICUBIC)
+    for kind in kinds:
+        rgb = KINDS[kind](rgb, rng)
+    return rgb
+
+
+def noisy_copies(paths: list[str], folder: Path, kinds: tuple[str, ...] = tuple(KINDS)
+                 ) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
     out = []
     for index, path in enumerate(paths):
         target = folder / f"{index}.png"
         with Image.open(path) as image:
-            distort(image, random.Random(SEED * 1_000_003 + index)).save(target)
+            distort(image, random.Random(SEED * 1_000_003 + index), kinds).save(target)
         out.append(str(target))
     return out
 
@@ -98,6 +127,8 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--models", nargs="+", default=["emoji-v1", "emoji-v2"],
                         help="trained models exported under models/export/, compared in one run")
+    parser.add_argument("--by-kind", action="store_true",
+                        help="also each distortion of the recipe alone (R@1 at d512)")
     args = parser.parse_args()
     vendors = sorted({v for pair in DIRECTIONS for v in pair})
     paths, labels = {}, {}
@@ -112,19 +143,19 @@ def main() -> None:
     trained = {model: load_encoder("onnx", export_dir=args.models_dir / "export" / model)
                for model in args.models}
     vectors: dict[tuple[str, str, str], np.ndarray] = {}
+    conditions = {"clean": None, "noisy": tuple(KINDS)} | {
+        kind: (kind,) for kind in (KINDS if args.by_kind else ())}
     with tempfile.TemporaryDirectory() as tmp:
-        noisy = {}
-        for vendor in queries:
-            (Path(tmp) / vendor).mkdir()
-            noisy[vendor] = noisy_copies(paths[vendor], Path(tmp) / vendor)
-        for condition, source in (("clean", paths), ("noisy", noisy)):
-            for vendor in (vendors if condition == "clean" else queries):
-                raw = image_features(tower, spec, source[vendor], progress=False)[0]
+        for condition, kinds in conditions.items():
+            for vendor in (vendors if kinds is None else queries):
+                source = paths[vendor] if kinds is None else noisy_copies(
+                    paths[vendor], Path(tmp) / condition / vendor, kinds)
+                raw = image_features(tower, spec, source, progress=False)[0]
                 vectors[("raw", condition, vendor)] = l2_normalize(raw)
                 vectors[("pca", condition, vendor)] = pca.image.apply(raw)
                 for model, encoder in trained.items():
                     vectors[(model, condition, vendor)] = encoder.encode_images(
-                        source[vendor]).vectors
+                        source).vectors
     results, rows = [], []
     for query, gallery in DIRECTIONS:
         for method in ("raw", "pca", *args.models):
@@ -150,10 +181,43 @@ def main() -> None:
                 "perspective, stripe clutter, grey occlusion of 8-15 %, pixel noise, JPEG "
                 "20-45; perspective, pixel noise and stripes are never trained on, the rest "
                 "harsher than training's query-noise preset.\n\n" + markdown_table(headers, rows))
+    if args.by_kind:
+        markdown += "\n\n" + by_kind_table(vectors, labels, ("raw", "pca", *args.models),
+                                            results)
     write("noisy_queries", {"seed": SEED, "results": results}, markdown)
     bar_chart("noisy_queries", {f"{r[0]} {r[1]} d{r[2]}": r[5] for r in rows
                                 if r[2] == 512}, "noisy R@1 (d512)", "noisy queries")
     print(markdown)
+
+
+def by_kind_table(vectors: dict[tuple[str, str, str], np.ndarray],
+                  labels: dict[str, list[str]], methods: tuple[str, ...],
+                  results: list[dict]) -> str:
+    """R@1 with each step of the recipe alone (d512; raw at its 1280 dims), appended to
+    `results`: which distortion costs what."""
+    columns = ["clean", *KINDS, "noisy"]
+    rows = []
+    for query, gallery in DIRECTIONS:
+        for method in methods:
+            width = None if method == "raw" else 512
+            cells = []
+            for condition in columns:
+                query_vectors = vectors[(method, condition, query)]
+                gallery_vectors = vectors[(method, "clean", gallery)]
+                if width is not None:
+                    query_vectors = at_width(query_vectors, width)
+                    gallery_vectors = at_width(gallery_vectors, width)
+                m = retrieval_metrics(query_vectors, labels[query], gallery_vectors,
+                                      labels[gallery])
+                if condition in KINDS:
+                    results.append({"task": f"{query}->{gallery}", "method": method,
+                                    "width": width, "queries": f"{condition} alone", **m})
+                cells.append(m["recall@1"])
+            rows.append([f"{query}->{gallery}", method, width or "1280 raw", *cells])
+    headers = ["direction", "method", "width", *(c if c in ("clean", "noisy")
+                                                  else f"{c} alone" for c in columns)]
+    return ("## Each distortion alone (R@1)\n\nThe same seeded steps as the recipe, one at "
+            "a time; `noisy` is all of them chained.\n\n" + markdown_table(headers, rows))
 
 
 if __name__ == "__main__":

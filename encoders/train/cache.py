@@ -39,10 +39,13 @@ class TrainItems:
 
 @dataclass(frozen=True)
 class FeatureCache:
-    """trunk: (views, N, ...) fp16 outputs of the frozen part; text: (N, text_dim)."""
+    """trunk: (views, N, ...) fp16 outputs of the frozen part; text: (N, text_dim) of each
+    caption; names: (N, text_dim) of each caption's name alone (the label a user types),
+    present when training mixes names in (`TrainSettings.name_share`)."""
 
     trunk: np.ndarray
     text: np.ndarray
+    names: np.ndarray | None = None
 
 
 class FrozenTrunk(nn.Module):

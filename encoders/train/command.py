@@ -20,13 +20,16 @@ import torch
 
 from mmsearch.encoders.catalog import FusionSpec, LocalSpec, ModelConfig
 from mmsearch.encoders.colour import fit_colour_head, image_histograms
+from mmsearch.encoders.data.captions import name_of
 from mmsearch.encoders.data.records import VALIDATION_PERCENT, in_validation, read_manifest
 from mmsearch.encoders.errors import UsageError, check_at_least
+from mmsearch.encoders.features import text_features
 from mmsearch.encoders.heads import HeadSet, LinearHead, fit_pca_head
 from mmsearch.encoders.metrics import retrieval_metrics
 from mmsearch.encoders.mrl import at_width, fuse
 from mmsearch.encoders.preprocess import ImageSpec
 from mmsearch.encoders.towers import load_image_tower, load_text_tower
+from mmsearch.encoders.towers.base import ImageTower, TextTower
 from mmsearch.encoders.train.augment import PRESETS, AugmentSpec
 from mmsearch.encoders.train.cache import (
     FeatureCache,
@@ -37,6 +40,12 @@ from mmsearch.encoders.train.cache import (
 )
 from mmsearch.encoders.train.loop import TrainSettings, train_embedder
 from mmsearch.encoders.train.model import TrainableEmbedder, pretrained_tail, tail_outputs
+from mmsearch.encoders.train.validation import (
+    cross_group_recall,
+    name_recall,
+    style_pair_recall,
+    validation_score,
+)
 
 TEXT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 
@@ -83,60 +92,6 @@ def read_validation_items(manifests: list[Path], percent: int) -> TrainItems | N
     return validation
 
 
-def cross_group_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, ...]
-                       ) -> dict[str, float]:
-    """Image -> image R@1 per width, every group queried against all the others (mean
-    over groups): how a drawing finds the same identity in another style."""
-    groups = np.asarray(items.groups)
-    labels = np.asarray(items.labels)
-    found: dict[str, float] = {}
-    for width in widths:
-        scores = []
-        for group in sorted(set(items.groups)):
-            query, gallery = groups == group, groups != group
-            if query.any() and gallery.any():
-                scores.append(retrieval_metrics(
-                    at_width(image[query], width), list(labels[query]),
-                    at_width(image[gallery], width), list(labels[gallery]))["recall@1"])
-        found[str(width)] = float(np.mean(scores)) if scores else float("nan")
-    return found
-
-
-def style_pair_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, ...]
-                      ) -> dict[str, float]:
-    """Image -> image R@1 per width, one style against one other (every ordered pair of
-    groups, identities drawn in both; mean over pairs): a catalogue in one style queried
-    in another, the shape the test benchmark and a deployment have. Harder than
-    `cross_group_recall`, where any of the other styles' drawings may be the hit."""
-    groups = np.asarray(items.groups)
-    labels = np.asarray(items.labels)
-    found: dict[str, float] = {}
-    names = sorted(set(items.groups))
-    for width in widths:
-        vectors = at_width(image, width)
-        scores = []
-        for query_group in names:
-            for gallery_group in names:
-                if query_group == gallery_group:
-                    continue
-                gallery = groups == gallery_group
-                query = (groups == query_group) & np.isin(labels, labels[gallery])
-                if query.any():
-                    scores.append(retrieval_metrics(
-                        vectors[query], list(labels[query]), vectors[gallery],
-                        list(labels[gallery]))["recall@1"])
-        found[str(width)] = float(np.mean(scores)) if scores else float("nan")
-    return found
-
-
-def validation_score(model: TrainableEmbedder, trunk: np.ndarray, items: TrainItems,
-                     widths: tuple[int, ...]) -> float:
-    """One-style-against-another image R@1 on the validation fold, mean over widths: what
-    picks the epoch a model ships at."""
-    recall = style_pair_recall(model.embed_trunk(trunk).numpy(), items, widths)
-    return float(np.nanmean(list(recall.values())))
-
-
 def fit_fusion(image: np.ndarray, text: np.ndarray, items: TrainItems, width: int
                ) -> tuple[FusionSpec, dict[str, float]]:
     """Pick the caption weight for stored items: image-only queries of the first group
@@ -180,6 +135,62 @@ def _code_version() -> str:
                           text=True, check=False).stdout.strip() or "unknown"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a run trains from: the towers, the train items' trunk cache, and the
+    validation fold's (clean view only; None without a fold)."""
+
+    tower: ImageTower
+    text_tower: TextTower
+    cache: FeatureCache
+    validation_cache: FeatureCache | None
+
+
+def prepare(base: ModelConfig, items: TrainItems, views: int, tune_blocks: int,
+            cache_dir: Path | None, augment_spec: AugmentSpec,
+            validation: TrainItems | None, progress: bool) -> Prepared:
+    """Load the towers and build (or load) the trunk caches; the cache file name hashes
+    everything the features depend on, so a benchmark asking for the same run reuses it."""
+    tower = load_image_tower(base.image_tower, base.local.grid)
+    if tune_blocks and not hasattr(tower, "features"):
+        raise ValueError("train.tune_blocks > 0 needs a tower with stages (mobilenetv2)")
+    text_tower = load_text_tower(base.text_tower)
+    spec = ImageSpec(base.image_tower.input_size, base.image_tower.mean, base.image_tower.std)
+    weights_hash = hashlib.sha256(b"".join(
+        t.numpy().tobytes()[:4096] for t in tower.state_dict().values())).hexdigest()
+
+    def cached(fold: TrainItems, fold_views: int) -> FeatureCache:
+        key = cache_key(base, fold, fold_views, tune_blocks, augment_spec, weights_hash)
+        return build_cache(FrozenTrunk(tower, tune_blocks), text_tower, spec, fold,
+                           fold_views, augment_spec,
+                           cache_dir / f"encoder-{key}.npz" if cache_dir else None,
+                           progress=progress)
+
+    cache = cached(items, views)
+    # clean images only: the validation fold is queried as-is
+    validation_cache = cached(validation, 1) if validation is not None else None
+    return Prepared(tower, text_tower, cache, validation_cache)
+
+
+def with_names(cache: FeatureCache, text_tower: TextTower, items: TrainItems
+               ) -> FeatureCache:
+    """The cache plus each caption's name alone, encoded by the frozen text tower."""
+    names = text_features(text_tower, [name_of(caption) for caption in items.captions])
+    return replace(cache, names=names.astype(np.float32))
+
+
+def initial_model(base: ModelConfig, tower: ImageTower, tune_blocks: int,
+                  cache: FeatureCache, identities: int) -> TrainableEmbedder:
+    """The embedder before training: heads start as PCA of the cached train features."""
+    with torch.no_grad():
+        pooled, cells = tail_outputs(pretrained_tail(tower, tune_blocks), base.local.grid,
+                                     torch.from_numpy(cache.trunk[0].astype(np.float32)))
+    return TrainableEmbedder(
+        tower, tune_blocks, fit_pca_head(pooled.numpy(), base.width_max),
+        fit_pca_head(cache.text, base.width_max),
+        fit_pca_head(cells.reshape(-1, cells.shape[-1]).numpy(), base.local.dim), identities)
+
+
 def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, views: int,
                 tune_blocks: int, cache_dir: Path | None, out: Path, name: str,
                 augment_spec: AugmentSpec | None = None,
@@ -190,34 +201,17 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
     started = time.time()
     augment_spec = augment_spec or AugmentSpec()
     torch.manual_seed(settings.seed)
-    tower = load_image_tower(base.image_tower, base.local.grid)
-    if tune_blocks and not hasattr(tower, "features"):
-        raise ValueError("train.tune_blocks > 0 needs a tower with stages (mobilenetv2)")
-    text_tower = load_text_tower(base.text_tower)
-    spec = ImageSpec(base.image_tower.input_size, base.image_tower.mean, base.image_tower.std)
-    weights_hash = hashlib.sha256(b"".join(
-        t.numpy().tobytes()[:4096] for t in tower.state_dict().values())).hexdigest()
-    key = cache_key(base, items, views, tune_blocks, augment_spec, weights_hash)
-    cache_path = cache_dir / f"encoder-{key}.npz" if cache_dir else None
-    cache = build_cache(FrozenTrunk(tower, tune_blocks), text_tower, spec, items, views,
-                        augment_spec, cache_path, progress=settings.progress)
+    prepared = prepare(base, items, views, tune_blocks, cache_dir, augment_spec, validation,
+                       settings.progress)
+    cache = prepared.cache
+    if settings.name_share > 0:
+        cache = with_names(cache, prepared.text_tower, items)
     ids = sorted(set(items.labels))
-    with torch.no_grad():
-        pooled, cells = tail_outputs(pretrained_tail(tower, tune_blocks), base.local.grid,
-                                     torch.from_numpy(cache.trunk[0].astype(np.float32)))
-    model = TrainableEmbedder(
-        tower, tune_blocks, fit_pca_head(pooled.numpy(), base.width_max),
-        fit_pca_head(cache.text, base.width_max),
-        fit_pca_head(cells.reshape(-1, cells.shape[-1]).numpy(), base.local.dim), len(ids))
+    model = initial_model(base, prepared.tower, tune_blocks, cache, len(ids))
     chosen_on = validation or items
-    chosen_cache = cache
+    chosen_cache = prepared.validation_cache or cache
     validate = None
-    if validation is not None:  # clean images only: the validation fold is queried as-is
-        key = cache_key(base, validation, 1, tune_blocks, augment_spec, weights_hash)
-        chosen_cache = build_cache(FrozenTrunk(tower, tune_blocks), text_tower, spec,
-                                   validation, 1, augment_spec,
-                                   cache_dir / f"encoder-{key}.npz" if cache_dir else None,
-                                   progress=settings.progress)
+    if validation is not None:
         validate = partial(validation_score, trunk=chosen_cache.trunk[0], items=validation,
                            widths=base.widths)
     history = train_embedder(model, cache, items.labels, base.widths, settings, validate)
@@ -250,7 +244,9 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
         "validation": None if validation is None else {
             "items": len(validation.images), "identities": len(set(validation.labels)),
             "cross_style_recall@1": cross_group_recall(image, validation, base.widths),
-            "style_pair_recall@1": style_pair_recall(image, validation, base.widths)},
+            "style_pair_recall@1": style_pair_recall(image, validation, base.widths),
+            "name_recall": name_recall(model, prepared.text_tower, image, validation,
+                                       base.widths)},
         "loss_history": history,
         "epoch_chosen": (None if validation is None else 1 + int(np.argmax(
             [entry["validation"] for entry in history]))),
@@ -315,6 +311,8 @@ def check_args(args: argparse.Namespace) -> None:
                     "--batch-identities": (args.batch_identities, 2),
                     "--instances": (args.instances, 2),
                     "--validation-percent": (args.validation_percent, 0)})
+    if not 0.0 <= args.name_share <= 1.0:
+        raise UsageError("--name-share", f"must be between 0 and 1, got {args.name_share}")
     if args.validation_percent > 50:
         raise UsageError("--validation-percent", f"must be <= 50, got {args.validation_percent}")
 
@@ -327,7 +325,8 @@ def cmd_train_encoder(args: argparse.Namespace, widths: tuple[int, ...], models_
     base = ModelConfig(widths=widths, width_max=widths[-1],
                        local=LocalSpec(colour=args.colour))
     settings = TrainSettings(epochs=args.epochs, batch_identities=args.batch_identities,
-                             instances=args.instances, seed=args.seed, progress=True)
+                             instances=args.instances, name_share=args.name_share,
+                             seed=args.seed, progress=True)
     out = args.out or models_dir / args.name
     record = train_model(base, items, settings, args.views, args.tune_blocks, args.cache, out,
                          args.name, augment_spec=PRESETS[args.augment],

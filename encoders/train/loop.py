@@ -38,6 +38,9 @@ class TrainSettings:
     temperature: float = 0.05
     local_temperature: float = 0.1
     prototype_sample: int = 1024  # prototypes per step (the batch's own + sampled others)
+    # share of items whose text side is their name alone rather than the whole caption:
+    # users type "red heart", captions add keywords. 0 = emoji-v1's captions only.
+    name_share: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
     seed: int = 0
     progress: bool = True
@@ -62,6 +65,17 @@ def _pick_instances(identities: np.ndarray, members: list[np.ndarray], instances
     return np.array(chosen).T
 
 
+def _text_rows(cache: FeatureCache, items: np.ndarray, settings: TrainSettings,
+               rng: np.random.Generator) -> np.ndarray:
+    """Each item's caption features, a `name_share` of them replaced by its name's."""
+    if settings.name_share <= 0:  # draws nothing: runs without names stay reproducible
+        return cache.text[items]
+    if cache.names is None:
+        raise ValueError("name_share > 0 needs the cache's name features (FeatureCache.names)")
+    use_name = rng.random(len(items)) < settings.name_share
+    return np.where(use_name[:, None], cache.names[items], cache.text[items])
+
+
 def _batch_losses(model: TrainableEmbedder, cache: FeatureCache, ids: np.ndarray,
                   picked: np.ndarray, widths: tuple[int, ...], settings: TrainSettings,
                   rng: np.random.Generator, generator: torch.Generator
@@ -72,7 +86,7 @@ def _batch_losses(model: TrainableEmbedder, cache: FeatureCache, ids: np.ndarray
     item_views = rng.integers(0, views, size=len(items))
     trunk = torch.from_numpy(cache.trunk[item_views, items].astype(np.float32))
     image, local = model.image_forward(trunk)
-    text = model.text_forward(torch.from_numpy(cache.text[items]))
+    text = model.text_forward(torch.from_numpy(_text_rows(cache, items, settings, rng)))
     batch_ids = torch.from_numpy(ids[items])
     same = batch_ids[:, None] == batch_ids[None, :]
     rows, targets = sample_prototypes(torch.cat([batch_ids, batch_ids]),

@@ -27,3 +27,18 @@ def test_recipe_is_seeded_and_distorts() -> None:
     assert np.abs(first.astype(int) - clean).mean() > 10  # not the clean picture
     # the background is no longer white: clutter was pasted behind the drawing
     assert (first[:4, :4] > 245).all(axis=-1).mean() < 0.9
+
+
+def test_each_kind_alone_changes_the_picture_and_the_steps_chain() -> None:
+    from benchmarks.noisy_queries import KINDS
+
+    clean = np.asarray(_emoji().resize((128, 128), Image.Resampling.BICUBIC)).astype(int)
+    for kind in KINDS:
+        alone = np.asarray(distort(_emoji(), random.Random(3), (kind,))).astype(int)
+        assert np.abs(alone - clean).mean() > 0.5, kind
+    # the full recipe is the steps chained on one generator, in order
+    chained = np.asarray(distort(_emoji(), random.Random(3), tuple(KINDS)))
+    np.testing.assert_array_equal(chained, np.asarray(distort(_emoji(), random.Random(3))))
+    without_stripes = tuple(k for k in KINDS if k != "stripes")
+    assert (np.asarray(distort(_emoji(), random.Random(3), without_stripes))[:4, :4]
+            > 200).all(axis=-1).mean() > 0.5  # no clutter asked for, a light corner stays

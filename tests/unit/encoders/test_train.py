@@ -175,6 +175,9 @@ def test_many_styles_with_a_validation_fold(tiny_base: ModelConfig, tmp_path: Pa
     assert all(0.0 <= value <= 1.0 for value in recall.values())
     pairs = record["validation"]["style_pair_recall@1"]
     assert set(pairs) == set(recall) and all(0.0 <= v <= 1.0 for v in pairs.values())
+    names = record["validation"]["name_recall"]
+    assert set(names) == set(recall)
+    assert all(0.0 <= m["recall@1"] <= m["recall@10"] <= 1.0 for m in names.values())
     assert result.model.prototypes.shape[0] == 12  # no prototype for a validation identity
     assert record["epoch_chosen"] == 1 and "validation" in record["loss_history"][0]
 
@@ -182,7 +185,7 @@ def test_many_styles_with_a_validation_fold(tiny_base: ModelConfig, tmp_path: Pa
 def test_style_pairs_are_harder_than_any_other_style() -> None:
     """Style c's drawing of x sits on style b's drawing of y: against every other style it
     still finds x (a's drawing is nearer), one-to-one against b it does not."""
-    from mmsearch.encoders.train.command import cross_group_recall, style_pair_recall
+    from mmsearch.encoders.train.validation import cross_group_recall, style_pair_recall
 
     rows = [("a", "x", (1.0, 0.0)), ("a", "y", (0.0, 1.0)), ("b", "x", (0.6, -0.8)),
             ("b", "y", (0.8, 0.6)), ("c", "x", (0.97, 0.24)), ("c", "y", (0.0, 1.0))]
@@ -196,6 +199,37 @@ def test_style_pairs_are_harder_than_any_other_style() -> None:
     assert anywhere == pytest.approx(np.mean([1.0, 0.5, 1.0]))
     # a->b, a->c, b->a, b->c, c->a, c->b: each of a->b, b->a, b->c, c->b loses one identity
     assert pairs == pytest.approx(np.mean([0.5, 1.0, 0.5, 0.5, 1.0, 0.5]))
+
+
+def test_name_share_mixes_names_into_the_text_side() -> None:
+    from mmsearch.encoders.train.cache import FeatureCache
+    from mmsearch.encoders.train.loop import _text_rows
+
+    cache = FeatureCache(np.zeros((1, 6, 2), np.float16), np.zeros((6, 3), np.float32),
+                         np.ones((6, 3), np.float32))
+    items = np.arange(6)
+    rng = np.random.default_rng(0)
+    captions_only = _text_rows(cache, items, SETTINGS, rng)
+    assert (captions_only == 0).all()
+    assert rng.random() == np.random.default_rng(0).random()  # share 0 draws nothing
+    assert (_text_rows(cache, items, replace(SETTINGS, name_share=1.0), rng) == 1).all()
+    mixed = _text_rows(cache, np.arange(6).repeat(20), replace(SETTINGS, name_share=0.5), rng)
+    assert 0.2 < mixed[:, 0].mean() < 0.8
+    with pytest.raises(ValueError, match="names"):
+        _text_rows(replace(cache, names=None), items, replace(SETTINGS, name_share=0.5), rng)
+
+
+def test_a_run_with_names_encodes_each_captions_name(tiny_base: ModelConfig,
+                                                     tmp_path: Path) -> None:
+    items = _drawings(tmp_path / "images")
+    items = replace(items, captions=tuple(f"{c} (keyword, other)" for c in items.captions))
+    result = train_model(tiny_base, items, replace(SETTINGS, epochs=1, name_share=0.5),
+                         views=1, tune_blocks=0, cache_dir=tmp_path / "cache",
+                         out=tmp_path / "model", name="names")
+    names = result.cache.names
+    assert names is not None and names.shape == result.cache.text.shape
+    assert not np.allclose(names, result.cache.text)  # the keywords are gone from the name
+    assert result.record["settings"]["name_share"] == 0.5
 
 
 def test_training_ends_at_the_best_validation_epoch(tiny_base: ModelConfig,
@@ -298,6 +332,7 @@ def test_frozen_tower_trains_heads_only(tiny_base: ModelConfig, tmp_path: Path) 
     (["--batch-identities", "1"], "--batch-identities: must be >= 2"),
     (["--validation-percent", "-1"], "--validation-percent: must be >= 0"),
     (["--validation-percent", "60"], "--validation-percent: must be <= 50"),
+    (["--name-share", "1.5"], "--name-share: must be between 0 and 1"),
 ])
 def test_bad_training_flags_are_named(flags: list[str], named: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,144 @@
+"""Leave-one-family-out with the shipped recipe (issue 15): full training runs, one per
+held-out family, measured on validation identities only (test identities untouched).
+
+`style_holdout` chose with heads-only proxies; this trains the finalist exactly as
+`make train-emoji-v2` does (tuned stages, views, augmentation, instances, epochs chosen on
+validation) but on every style outside the held-out family. The held-out family's
+validation drawings then query the other styles' validation drawings: the honest estimate
+of what a catalogue in a new style gets. The epoch is chosen on the training styles'
+validation drawings only, so the held-out family influences nothing.
+
+The trunk cache is the shipped run's own (same items, views, stages and augmentation, so
+the same file): a held-out run slices its rows and costs only its epochs.
+
+    python -m benchmarks.family_holdout [--families fluent] [--epochs 30]
+        [--record-in models/emoji-v2/train.json]   (needs mmsearch data emoji + styles)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks._report import bar_chart, markdown_table, write
+from benchmarks.style_holdout import (
+    FAMILIES,
+    holdout_metrics,
+    manifests,
+    rows_of,
+    slice_cache,
+    subset,
+)
+from mmsearch.encoders.catalog import LocalSpec, ModelConfig
+from mmsearch.encoders.metrics import retrieval_metrics
+from mmsearch.encoders.mrl import at_width
+from mmsearch.encoders.train.augment import PRESETS
+from mmsearch.encoders.train.cache import TrainItems
+from mmsearch.encoders.train.command import initial_model, prepare, read_train_items
+from mmsearch.encoders.train.loop import TrainSettings, train_embedder
+from mmsearch.encoders.train.model import pretrained_tail, tail_outputs
+from mmsearch.encoders.train.validation import validation_score
+
+WIDTHS = (64, 512)
+# the shipped emoji-v2 recipe (Makefile train-emoji-v2)
+RECIPE = {"views": 3, "tune_blocks": 3, "augment": "query-noise", "instances": 4}
+
+
+def pair_recall(vectors: np.ndarray, items: TrainItems, family: tuple[str, ...],
+                width: int) -> float:
+    """Mean R@1 of each held-out style queried against each other style alone."""
+    groups, labels = np.asarray(items.groups), np.asarray(items.labels)
+    view = at_width(vectors, width)
+    scores = []
+    for query_group in sorted(set(family) & set(items.groups)):
+        for gallery_group in sorted(set(items.groups) - set(family)):
+            gallery = groups == gallery_group
+            query = (groups == query_group) & np.isin(labels, labels[gallery])
+            scores.append(retrieval_metrics(view[query], list(labels[query]), view[gallery],
+                                            list(labels[gallery]))["recall@1"])
+    return float(np.mean(scores))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES),
+                        default=sorted(FAMILIES))
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--cache", type=Path, default=Path(".cache/features"))
+    parser.add_argument("--record-in", type=Path, default=None,
+                        help="a train.json to record the runs and results in")
+    args = parser.parse_args()
+    paths = list(manifests().values())
+    train, validation = read_train_items(paths), read_train_items(paths, "validation")
+    base = ModelConfig(local=LocalSpec(colour=True))
+    started = time.time()
+    prepared = prepare(base, train, RECIPE["views"], RECIPE["tune_blocks"], args.cache,
+                       PRESETS[RECIPE["augment"]], validation, progress=True)
+    cache_s = round(time.time() - started, 1)
+    assert prepared.validation_cache is not None
+    val_trunk = prepared.validation_cache.trunk[0]
+    with torch.no_grad():
+        raw, _ = tail_outputs(pretrained_tail(prepared.tower, RECIPE["tune_blocks"]),
+                              base.local.grid, torch.from_numpy(val_trunk.astype(np.float32)))
+    runs, table = [], []
+    for family in args.families:
+        styles = FAMILIES[family]
+        train_rows = rows_of(train, set(train.groups) - set(styles))
+        val_rows = rows_of(validation, set(validation.groups) - set(styles))
+        items = subset(train, train_rows)
+        cache = slice_cache(prepared.cache, train_rows)
+        torch.manual_seed(0)
+        model = initial_model(base, prepared.tower, RECIPE["tune_blocks"], cache,
+                              len(set(items.labels)))
+        validate = partial(validation_score, trunk=val_trunk[val_rows],
+                           items=subset(validation, val_rows), widths=base.widths)
+        settings = TrainSettings(epochs=args.epochs, instances=RECIPE["instances"],
+                                 progress=True)
+        run_started = time.time()
+        history = train_embedder(model, cache, items.labels, base.widths, settings, validate)
+        vectors = model.embed_trunk(val_trunk).numpy()
+        run = {"family": family, "held_out_styles": list(styles),
+               "train_items": len(items.images), "train_identities": len(set(items.labels)),
+               "epochs": args.epochs, "seconds": round(time.time() - run_started, 1),
+               "epoch_chosen": 1 + int(np.argmax([h["validation"] for h in history])),
+               "validation_of_training_styles": [round(h["validation"], 4) for h in history],
+               "raw_any_style_recall@1": holdout_metrics(raw.numpy(), validation, styles,
+                                                         None)["recall@1"]}
+        for width in WIDTHS:
+            run[f"any_style_recall@1_d{width}"] = holdout_metrics(
+                vectors, validation, styles, width)["recall@1"]
+            run[f"style_pair_recall@1_d{width}"] = pair_recall(vectors, validation, styles,
+                                                               width)
+        runs.append(run)
+        table.append([family, run["raw_any_style_recall@1"], run["any_style_recall@1_d64"],
+                      run["any_style_recall@1_d512"], run["style_pair_recall@1_d64"],
+                      run["style_pair_recall@1_d512"], run["epoch_chosen"], run["seconds"]])
+        print(json.dumps(run), flush=True)
+    headers = ["held-out family", "raw any style", "any style d64", "any style d512",
+               "one style d64", "one style d512", "epoch chosen", "train s"]
+    markdown = (
+        "# Leave-one-family-out, full recipe (validation identities)\n\n"
+        f"One run per held-out family with the shipped recipe ({RECIPE}, up to "
+        f"{args.epochs} epochs chosen on the training styles' validation drawings); the "
+        "held-out family's validation drawings query the other styles' (`any style`: all "
+        "of them at once; `one style`: each other style alone, mean over pairs). Raw = "
+        f"MobileNetV2 pooled features. Trunk cache shared with the shipped run ({cache_s} s "
+        "to load or build).\n\n" + markdown_table(headers, table))
+    write("family_holdout", {"recipe": RECIPE, "families": FAMILIES, "runs": runs}, markdown)
+    bar_chart("family_holdout", {row[0]: row[5] for row in table},
+              "one-style R@1 d512, held-out family", "leave-one-family-out, full recipe")
+    if args.record_in is not None:
+        record = json.loads(args.record_in.read_text())
+        record["leave_one_family_out"] = {"recipe": RECIPE, "runs": runs}
+        args.record_in.write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
