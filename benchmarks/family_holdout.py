@@ -36,33 +36,21 @@ from benchmarks.style_holdout import (
     subset,
 )
 from mmsearch.encoders.catalog import LocalSpec, ModelConfig
-from mmsearch.encoders.metrics import retrieval_metrics
-from mmsearch.encoders.mrl import at_width
 from mmsearch.encoders.train.augment import PRESETS
-from mmsearch.encoders.train.cache import TrainItems
-from mmsearch.encoders.train.command import initial_model, prepare, read_train_items
+from mmsearch.encoders.train.command import (
+    initial_model,
+    prepare,
+    read_train_items,
+    with_names,
+)
 from mmsearch.encoders.train.loop import TrainSettings, train_embedder
 from mmsearch.encoders.train.model import pretrained_tail, tail_outputs
-from mmsearch.encoders.train.validation import validation_score
+from mmsearch.encoders.train.validation import style_pair_recall, validation_score
 
 WIDTHS = (64, 512)
 # the shipped emoji-v2 recipe (Makefile train-emoji-v2)
-RECIPE = {"views": 3, "tune_blocks": 3, "augment": "query-noise", "instances": 4}
-
-
-def pair_recall(vectors: np.ndarray, items: TrainItems, family: tuple[str, ...],
-                width: int) -> float:
-    """Mean R@1 of each held-out style queried against each other style alone."""
-    groups, labels = np.asarray(items.groups), np.asarray(items.labels)
-    view = at_width(vectors, width)
-    scores = []
-    for query_group in sorted(set(family) & set(items.groups)):
-        for gallery_group in sorted(set(items.groups) - set(family)):
-            gallery = groups == gallery_group
-            query = (groups == query_group) & np.isin(labels, labels[gallery])
-            scores.append(retrieval_metrics(view[query], list(labels[query]), view[gallery],
-                                            list(labels[gallery]))["recall@1"])
-    return float(np.mean(scores))
+RECIPE = {"views": 3, "tune_blocks": 3, "augment": "query-noise", "instances": 4,
+          "name_share": 0.0}
 
 
 def main() -> None:
@@ -80,6 +68,9 @@ def main() -> None:
     started = time.time()
     prepared = prepare(base, train, RECIPE["views"], RECIPE["tune_blocks"], args.cache,
                        PRESETS[RECIPE["augment"]], validation, progress=True)
+    full_cache = prepared.cache
+    if RECIPE["name_share"] > 0:
+        full_cache = with_names(full_cache, prepared.text_tower, train)
     cache_s = round(time.time() - started, 1)
     assert prepared.validation_cache is not None
     val_trunk = prepared.validation_cache.trunk[0]
@@ -92,14 +83,14 @@ def main() -> None:
         train_rows = rows_of(train, set(train.groups) - set(styles))
         val_rows = rows_of(validation, set(validation.groups) - set(styles))
         items = subset(train, train_rows)
-        cache = slice_cache(prepared.cache, train_rows)
+        cache = slice_cache(full_cache, train_rows)
         torch.manual_seed(0)
         model = initial_model(base, prepared.tower, RECIPE["tune_blocks"], cache,
                               len(set(items.labels)))
         validate = partial(validation_score, trunk=val_trunk[val_rows],
                            items=subset(validation, val_rows), widths=base.widths)
         settings = TrainSettings(epochs=args.epochs, instances=RECIPE["instances"],
-                                 progress=True)
+                                 name_share=RECIPE["name_share"], progress=True)
         run_started = time.time()
         history = train_embedder(model, cache, items.labels, base.widths, settings, validate)
         vectors = model.embed_trunk(val_trunk).numpy()
@@ -113,8 +104,8 @@ def main() -> None:
         for width in WIDTHS:
             run[f"any_style_recall@1_d{width}"] = holdout_metrics(
                 vectors, validation, styles, width)["recall@1"]
-            run[f"style_pair_recall@1_d{width}"] = pair_recall(vectors, validation, styles,
-                                                               width)
+            run[f"style_pair_recall@1_d{width}"] = style_pair_recall(
+                vectors, validation, (width,), frozenset(styles))[str(width)]
         runs.append(run)
         table.append([family, run["raw_any_style_recall@1"], run["any_style_recall@1_d64"],
                       run["any_style_recall@1_d512"], run["style_pair_recall@1_d64"],

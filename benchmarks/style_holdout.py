@@ -92,7 +92,8 @@ def heads_only(config: ModelConfig, cache: FeatureCache, items: TrainItems,
 
 
 def slice_cache(cache: FeatureCache, rows: np.ndarray) -> FeatureCache:
-    return FeatureCache(cache.trunk[:, rows], cache.text[rows])
+    return FeatureCache(cache.trunk[:, rows], cache.text[rows],
+                        None if cache.names is None else cache.names[rows])
 
 
 def main() -> None:

@@ -35,21 +35,24 @@ def cross_group_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, 
     return found
 
 
-def style_pair_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, ...]
-                      ) -> dict[str, float]:
+def style_pair_recall(image: np.ndarray, items: TrainItems, widths: tuple[int, ...],
+                      query_groups: frozenset[str] | None = None) -> dict[str, float]:
     """Image -> image R@1 per width, one style against one other (every ordered pair of
     groups, identities drawn in both; mean over pairs): a catalogue in one style queried
     in another, the shape the test benchmark and a deployment have. Harder than
-    `cross_group_recall`, where any of the other styles' drawings may be the hit."""
+    `cross_group_recall`, where any of the other styles' drawings may be the hit. With
+    `query_groups` (a held-out family) only they query, against every group outside them."""
     groups = np.asarray(items.groups)
     labels = np.asarray(items.labels)
     found: dict[str, float] = {}
     names = sorted(set(items.groups))
+    queries = [g for g in names if query_groups is None or g in query_groups]
+    galleries = [g for g in names if query_groups is None or g not in query_groups]
     for width in widths:
         vectors = at_width(image, width)
         scores = []
-        for query_group in names:
-            for gallery_group in names:
+        for query_group in queries:
+            for gallery_group in galleries:
                 if query_group == gallery_group:
                     continue
                 gallery = groups == gallery_group

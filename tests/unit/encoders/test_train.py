@@ -199,6 +199,9 @@ def test_style_pairs_are_harder_than_any_other_style() -> None:
     assert anywhere == pytest.approx(np.mean([1.0, 0.5, 1.0]))
     # a->b, a->c, b->a, b->c, c->a, c->b: each of a->b, b->a, b->c, c->b loses one identity
     assert pairs == pytest.approx(np.mean([0.5, 1.0, 0.5, 0.5, 1.0, 0.5]))
+    # c held out: only c queries, against a and b
+    held_out = style_pair_recall(image, items, (2,), frozenset({"c"}))["2"]
+    assert held_out == pytest.approx(np.mean([1.0, 0.5]))
 
 
 def test_name_share_mixes_names_into_the_text_side() -> None:
