@@ -24,7 +24,7 @@ READ_ONLY = ("funnel_milvus", "decode_memory", "refine_paths_lite", "refine_path
              "sidecar_load_server", "sidecar_load_lite", "search_batch", "search_batch_server",
              "bulk_import", "backfill_ray", "sizing", "style_holdout", "noisy_queries",
              "input_size", "style_matrix", "validation_styles", "embedder_quality_v2",
-             "rerank_quality_v2", "scorer_choices", "tune_blocks")
+             "rerank_quality_v2", "scorer_choices", "tune_blocks", "family_holdout")
 # result pages included as they are, under one heading each (title, result names)
 INCLUDED = (("Relevance threshold (min_score)", ("min_score",)),
             ("Throughput under 64 clients", ("sidecar_load_server", "sidecar_load_lite")),
@@ -33,7 +33,8 @@ INCLUDED = (("Relevance threshold (min_score)", ("min_score",)),
             ("Sizing at 100M items", ("sizing",)),
             ("Styles never trained on (issue 15)", ("style_matrix", "validation_styles",
                                                     "embedder_quality_v2",
-                                                    "rerank_quality_v2", "style_holdout",
+                                                    "rerank_quality_v2", "family_holdout",
+                                                    "style_holdout",
                                                     "scorer_choices", "tune_blocks",
                                                     "noisy_queries", "input_size")))
 
