@@ -159,9 +159,9 @@ train-scorer-v2: $(VENV)/.train
 	$(VENV)/bin/mmsearch train reranker --model emoji-v2 --out models/scorer-v2 \
 	  --held-out $(TRAIN_MANIFESTS) --query-views 1 --pg-epochs 0
 # the issue-15 quality pages: every style pair, the validation fold, noisy queries, and the
-# leave-one-family-out runs of the shipped recipe (about 35 min with 12 epochs)
+# leave-one-family-out runs of the shipped recipe (about 30 min with 10 epochs)
 bench-styles: $(VENV)/.train
 	$(PY) -m benchmarks.style_matrix
 	$(PY) -m benchmarks.validation_styles
 	$(PY) -m benchmarks.noisy_queries --by-kind
-	$(PY) -m benchmarks.family_holdout --epochs 12 --record-in models/emoji-v2/train.json
+	$(PY) -m benchmarks.family_holdout --epochs 10 --record-in models/emoji-v2/train.json
