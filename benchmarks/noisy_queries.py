@@ -55,7 +55,9 @@ def _clutter(size: tuple[int, int], rng: random.Random) -> Image.Image:
 def _perspective(image: Image.Image, rng: random.Random) -> Image.Image:
     width, height = image.size
     shift = [rng.uniform(-0.12, 0.12) * (width if i % 2 == 0 else height) for i in range(8)]
-    corners = [(0, 0), (width, 0), (width, height), (0, height)]
+    # PIL's QUAD takes the source corners upper left, lower left, lower right, upper right;
+    # any other order mirrors the picture as well as warping it
+    corners = [(0, 0), (0, height), (width, height), (width, 0)]
     quad = [c + shift[2 * i + j] for i, corner in enumerate(corners)
             for j, c in enumerate(corner)]
     return image.transform(image.size, Image.Transform.QUAD, quad,

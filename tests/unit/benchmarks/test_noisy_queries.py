@@ -42,3 +42,15 @@ def test_each_kind_alone_changes_the_picture_and_the_steps_chain() -> None:
     without_stripes = tuple(k for k in KINDS if k != "stripes")
     assert (np.asarray(distort(_emoji(), random.Random(3), without_stripes))[:4, :4]
             > 200).all(axis=-1).mean() > 0.5  # no clutter asked for, a light corner stays
+
+
+def test_perspective_warps_without_mirroring() -> None:
+    """A mark in the top-right corner stays in the top-right quarter."""
+    from benchmarks.noisy_queries import _perspective
+
+    image = Image.new("RGB", (64, 64), (255, 255, 255))
+    ImageDraw.Draw(image).rectangle((44, 4, 60, 20), fill=(0, 0, 0))
+    for seed in range(5):
+        dark = np.argwhere(np.asarray(_perspective(image, random.Random(seed)))[..., 0] < 100)
+        rows, cols = dark.mean(axis=0)
+        assert rows < 32 and cols > 32, seed
