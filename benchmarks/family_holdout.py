@@ -53,6 +53,34 @@ RECIPE = {"views": 3, "tune_blocks": 3, "augment": "query-noise", "instances": 4
           "name_share": 0.0}
 
 
+def write_page(runs: list[dict], epochs: int, cache_s: float | None,
+               record_in: Path | None) -> None:
+    """The results page (and the train.json record) for the runs finished so far."""
+    table = [[run["family"], run["raw_any_style_recall@1"], run["any_style_recall@1_d64"],
+              run["any_style_recall@1_d512"], run["style_pair_recall@1_d64"],
+              run["style_pair_recall@1_d512"], run["epoch_chosen"], run["seconds"]]
+             for run in runs]
+    headers = ["held-out family", "raw any style", "any style d64", "any style d512",
+               "one style d64", "one style d512", "epoch chosen", "train s"]
+    markdown = (
+        "# Leave-one-family-out, full recipe (validation identities)\n\n"
+        f"One run per held-out family with the shipped recipe ({RECIPE}, up to "
+        f"{epochs} epochs chosen on the training styles' validation drawings); the "
+        "held-out family's validation drawings query the other styles' (`any style`: all "
+        "of them at once; `one style`: each other style alone, mean over pairs). Raw = "
+        "MobileNetV2 pooled features. Trunk cache shared with the shipped run"
+        + (f" ({cache_s} s to load or build)" if cache_s is not None else "")
+        + ".\n\n" + markdown_table(headers, table))
+    write("family_holdout", {"recipe": RECIPE, "families": FAMILIES, "runs": runs}, markdown)
+    bar_chart("family_holdout", {row[0]: row[5] for row in table},
+              "one-style R@1 d512, held-out family", "leave-one-family-out, full recipe")
+    if record_in is not None:
+        record = json.loads(record_in.read_text())
+        record["leave_one_family_out"] = {"recipe": RECIPE, "runs": runs}
+        record_in.write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES),
@@ -77,7 +105,7 @@ def main() -> None:
     with torch.no_grad():
         raw, _ = tail_outputs(pretrained_tail(prepared.tower, RECIPE["tune_blocks"]),
                               base.local.grid, torch.from_numpy(val_trunk.astype(np.float32)))
-    runs, table = [], []
+    runs: list[dict] = []
     for family in args.families:
         styles = FAMILIES[family]
         train_rows = rows_of(train, set(train.groups) - set(styles))
@@ -107,28 +135,8 @@ def main() -> None:
             run[f"style_pair_recall@1_d{width}"] = style_pair_recall(
                 vectors, validation, (width,), frozenset(styles))[str(width)]
         runs.append(run)
-        table.append([family, run["raw_any_style_recall@1"], run["any_style_recall@1_d64"],
-                      run["any_style_recall@1_d512"], run["style_pair_recall@1_d64"],
-                      run["style_pair_recall@1_d512"], run["epoch_chosen"], run["seconds"]])
         print(json.dumps(run), flush=True)
-    headers = ["held-out family", "raw any style", "any style d64", "any style d512",
-               "one style d64", "one style d512", "epoch chosen", "train s"]
-    markdown = (
-        "# Leave-one-family-out, full recipe (validation identities)\n\n"
-        f"One run per held-out family with the shipped recipe ({RECIPE}, up to "
-        f"{args.epochs} epochs chosen on the training styles' validation drawings); the "
-        "held-out family's validation drawings query the other styles' (`any style`: all "
-        "of them at once; `one style`: each other style alone, mean over pairs). Raw = "
-        f"MobileNetV2 pooled features. Trunk cache shared with the shipped run ({cache_s} s "
-        "to load or build).\n\n" + markdown_table(headers, table))
-    write("family_holdout", {"recipe": RECIPE, "families": FAMILIES, "runs": runs}, markdown)
-    bar_chart("family_holdout", {row[0]: row[5] for row in table},
-              "one-style R@1 d512, held-out family", "leave-one-family-out, full recipe")
-    if args.record_in is not None:
-        record = json.loads(args.record_in.read_text())
-        record["leave_one_family_out"] = {"recipe": RECIPE, "runs": runs}
-        args.record_in.write_text(json.dumps(record, indent=2) + "\n")
-    print(markdown)
+        write_page(runs, args.epochs, cache_s, args.record_in)  # after each family
 
 
 if __name__ == "__main__":
