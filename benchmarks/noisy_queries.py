@@ -164,13 +164,8 @@ def main() -> None:
             for width in (None,) if method == "raw" else WIDTHS:
                 cells = []
                 for condition in ("clean", "noisy"):
-                    query_vectors = vectors[(method, condition, query)]
-                    gallery_vectors = vectors[(method, "clean", gallery)]
-                    if width is not None:
-                        query_vectors = at_width(query_vectors, width)
-                        gallery_vectors = at_width(gallery_vectors, width)
-                    m = retrieval_metrics(query_vectors, labels[query], gallery_vectors,
-                                          labels[gallery])
+                    m = against_clean(vectors, labels, method, condition, query, gallery,
+                                      width)
                     results.append({"task": f"{query}->{gallery}", "method": method,
                                     "width": width, "queries": condition, **m})
                     cells += [m["recall@1"], m["recall@10"]]
@@ -192,6 +187,19 @@ def main() -> None:
     print(markdown)
 
 
+def against_clean(vectors: dict[tuple[str, str, str], np.ndarray],
+                  labels: dict[str, list[str]], method: str, condition: str, query: str,
+                  gallery: str, width: int | None) -> dict[str, float]:
+    """One method's queries under `condition` against the clean gallery (at `width`, or
+    the raw features' own dims with None)."""
+    query_vectors = vectors[(method, condition, query)]
+    gallery_vectors = vectors[(method, "clean", gallery)]
+    if width is not None:
+        query_vectors = at_width(query_vectors, width)
+        gallery_vectors = at_width(gallery_vectors, width)
+    return retrieval_metrics(query_vectors, labels[query], gallery_vectors, labels[gallery])
+
+
 def by_kind_table(vectors: dict[tuple[str, str, str], np.ndarray],
                   labels: dict[str, list[str]], methods: tuple[str, ...],
                   results: list[dict]) -> str:
@@ -204,13 +212,7 @@ def by_kind_table(vectors: dict[tuple[str, str, str], np.ndarray],
             width = None if method == "raw" else 512
             cells = []
             for condition in columns:
-                query_vectors = vectors[(method, condition, query)]
-                gallery_vectors = vectors[(method, "clean", gallery)]
-                if width is not None:
-                    query_vectors = at_width(query_vectors, width)
-                    gallery_vectors = at_width(gallery_vectors, width)
-                m = retrieval_metrics(query_vectors, labels[query], gallery_vectors,
-                                      labels[gallery])
+                m = against_clean(vectors, labels, method, condition, query, gallery, width)
                 if condition in KINDS:
                     results.append({"task": f"{query}->{gallery}", "method": method,
                                     "width": width, "queries": f"{condition} alone", **m})
