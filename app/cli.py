@@ -320,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="style manifests the embedder trained on: its validation-fold "
                           "identities (never trained on) add cross-fitted lists, half to "
                           "train on and half for the rerank-vs-refine check in scorer.json")
+    reranker.add_argument("--cross-fit", nargs="+", metavar="EXPORT_DIR=STYLE.jsonl[,...]",
+                          help="an exported embedder that never trained on these --held-out "
+                          "styles: their drawings query the other styles' through it, for "
+                          "training lists and a check (benchmarks.family_holdout "
+                          "--save-models writes such embedders)")
     reranker.add_argument("--seed", type=int, default=0)
     reranker.set_defaults(func=train_commands.cmd_train_reranker)
 

@@ -12,7 +12,13 @@ The trunk cache is the shipped run's own (same items, views, stages and augmenta
 the same file): a held-out run slices its rows and costs only its epochs.
 
     python -m benchmarks.family_holdout [--families fluent] [--epochs 30]
-        [--record-in models/emoji-v2/train.json]   (needs mmsearch data emoji + styles)
+        [--record-in models/emoji-v2/train.json] [--save-models .cache/crossfit]
+        (needs mmsearch data emoji + styles)
+
+`--save-models DIR` also writes each run as a model folder `DIR/emoji-v2-no-<family>`,
+exports it to `DIR/export/emoji-v2-no-<family>` (ONNX, no int8) and lists the runs so far
+in `DIR/cross-fit.txt` as `mmsearch train reranker --cross-fit` values: each an embedder
+that never saw the family's styles, the one that mines the scorer's lists for them.
 """
 
 from __future__ import annotations
@@ -37,14 +43,17 @@ from benchmarks.style_holdout import (
 )
 from mmsearch.encoders.catalog import LocalSpec, ModelConfig
 from mmsearch.encoders.train.augment import PRESETS
+from mmsearch.encoders.train.cache import FeatureCache, TrainItems
 from mmsearch.encoders.train.command import (
+    code_version,
     initial_model,
     prepare,
     read_train_items,
+    save_model_folder,
     with_names,
 )
 from mmsearch.encoders.train.loop import TrainSettings, train_embedder
-from mmsearch.encoders.train.model import pretrained_tail, tail_outputs
+from mmsearch.encoders.train.model import TrainableEmbedder, pretrained_tail, tail_outputs
 from mmsearch.encoders.train.validation import style_pair_recall, validation_score
 
 WIDTHS = (64, 512)
@@ -81,6 +90,27 @@ def write_page(runs: list[dict], epochs: int, cache_s: float | None,
     print(markdown)
 
 
+def save_run(model: TrainableEmbedder, base: ModelConfig, items: TrainItems,
+             chosen: tuple[TrainItems, FeatureCache], out: Path, run: dict) -> Path:
+    """The run as a model folder (its train.json naming the styles it never saw),
+    exported for ONNX Runtime; returns the export folder."""
+    from mmsearch.encoders.export import export_onnx
+
+    save_model_folder(model, base, items, chosen, out, out.name)
+    record = {"recipe": RECIPE, "code_version": code_version(),
+              "styles": sorted(set(items.groups)), **run}
+    (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
+    exported = out.parent / "export" / out.name
+    export_onnx(out, exported, [])
+    return exported
+
+
+def cross_fit_value(exported: Path, styles: tuple[str, ...]) -> str:
+    """`EXPORT_DIR=STYLE.jsonl[,...]`, what `mmsearch train reranker --cross-fit` reads."""
+    found = manifests()
+    return f"{exported}=" + ",".join(str(found[style]) for style in styles)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES),
@@ -89,6 +119,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(".cache/features"))
     parser.add_argument("--record-in", type=Path, default=None,
                         help="a train.json to record the runs and results in")
+    parser.add_argument("--save-models", type=Path, default=None,
+                        help="write each run's model folder here (emoji-v2-no-<family>)")
     args = parser.parse_args()
     paths = list(manifests().values())
     train, validation = read_train_items(paths), read_train_items(paths, "validation")
@@ -106,6 +138,7 @@ def main() -> None:
         raw, _ = tail_outputs(pretrained_tail(prepared.tower, RECIPE["tune_blocks"]),
                               base.local.grid, torch.from_numpy(val_trunk.astype(np.float32)))
     runs: list[dict] = []
+    cross_fit: list[str] = []
     for family in args.families:
         styles = FAMILIES[family]
         train_rows = rows_of(train, set(train.groups) - set(styles))
@@ -134,6 +167,12 @@ def main() -> None:
                 vectors, validation, styles, width)["recall@1"]
             run[f"style_pair_recall@1_d{width}"] = style_pair_recall(
                 vectors, validation, (width,), frozenset(styles))[str(width)]
+        if args.save_models is not None:
+            exported = save_run(model, base, items, (
+                subset(validation, val_rows), slice_cache(prepared.validation_cache, val_rows)),
+                args.save_models / f"emoji-v2-no-{family}", run)
+            cross_fit.append(cross_fit_value(exported, styles))
+            (args.save_models / "cross-fit.txt").write_text("\n".join(cross_fit) + "\n")
         runs.append(run)
         print(json.dumps(run), flush=True)
         write_page(runs, args.epochs, cache_s, args.record_in)  # after each family

@@ -29,6 +29,7 @@ from mmsearch.rerank.scorer import OnnxScorer
 from mmsearch.rerank.scorer.export import export_scorer, load_checkpoint, save_checkpoint
 from mmsearch.rerank.scorer.model import ScorerConfig
 from mmsearch.rerank.train.command import joined, training_pairs
+from mmsearch.rerank.train.crossfit import CrossFit, cross_fit_pairs
 from mmsearch.rerank.train.emoji import encode_fused, encode_side
 from mmsearch.rerank.train.heldout import held_out_pairs
 from mmsearch.rerank.train.lists import Side
@@ -141,6 +142,11 @@ def main() -> None:
     if meta.get("held_out"):
         pairs += held_out_pairs(encoder, [Path(m) for m in meta["held_out"]],
                                 meta.get("depth", 64), cache, meta.get("query_views", 0))
+    crossfits = [CrossFit(Path(c["embedder"]), tuple(Path(m) for m in c["styles"]))
+                 for c in meta.get("cross_fit", [])]
+    if crossfits:
+        pairs += cross_fit_pairs(crossfits, [Path(m) for m in meta["held_out"]],
+                                 meta.get("depth", 64), cache)
     q, g, lists = joined(pairs) if args.ablations else (None, None, None)
     ablations = [("no local features", {"use_local": False}),
                  ("no candidate attention", {"cross_attention": False})]
@@ -150,8 +156,11 @@ def main() -> None:
         ablations.append(("no colour cell", {"colour": False,
                                              "cells": shipped.config.cells - 1}))
     for name, change in ablations:
-        config = replace(shipped.config, **change)
+        # trained at full correction, then given the shipped scorer's chosen weight
+        config = replace(shipped.config, correction_weight=1.0, **change)
         model, _ = train(config, *fit_cells(config, q, g), lists, settings)
+        model.config = replace(model.config,
+                               correction_weight=shipped.config.correction_weight)
         save_checkpoint(model, work / name, meta)
         variants[name] = export_scorer(work / name, work / f"{name}-onnx")
     rows, results = [], []

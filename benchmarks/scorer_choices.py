@@ -19,7 +19,7 @@ from benchmarks.style_matrix import TRAIN_STYLES, manifest_of
 from mmsearch.encoders import load_encoder
 from mmsearch.rerank.scorer.model import ScorerConfig
 from mmsearch.rerank.train.command import joined, training_pairs
-from mmsearch.rerank.train.heldout import held_out_pairs, rerank_check
+from mmsearch.rerank.train.heldout import held_out_check, held_out_pairs, rerank_check
 from mmsearch.rerank.train.loop import TrainSettings, train
 
 DEPTH = 64
@@ -47,12 +47,13 @@ def main() -> None:
                           local_dim=encoder.config.local.dim,
                           colour=encoder.config.local.colour)
     emoji_lists = training_pairs(encoder, args.data, args.cache, DEPTH, True, 1)
+    check_lists = held_out_check(encoder, manifests, DEPTH, args.cache)
     results, rows = [], []
     for name, settings, views, with_emoji in VARIANTS:
         pairs = held_out_pairs(encoder, manifests, DEPTH, args.cache, views)
         model, losses = train(config, *joined((emoji_lists if with_emoji else []) + pairs),
                               settings)
-        check = rerank_check(model, encoder, manifests, DEPTH, settings.chunk_size, args.cache)
+        check = rerank_check(model, check_lists, settings.chunk_size)
         results.append({"variant": name, "settings": vars(settings), "views": views,
                         "emoji_lists": with_emoji, "losses": losses, **check})
         rows.append((name, check["refine_recall@1"], check["rerank_recall@1"],

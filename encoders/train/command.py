@@ -130,7 +130,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _code_version() -> str:
+def code_version() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True, check=False).stdout.strip() or "unknown"
 
@@ -215,28 +215,12 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
         validate = partial(validation_score, trunk=chosen_cache.trunk[0], items=validation,
                            widths=base.widths)
     history = train_embedder(model, cache, items.labels, base.widths, settings, validate)
-    image = model.embed_trunk(chosen_cache.trunk[0]).numpy()
-    with torch.no_grad():
-        text = model.text_forward(torch.from_numpy(chosen_cache.text)).numpy()
-    fusion, fusion_scores = fit_fusion(image, text, chosen_on, base.widths[-1])
-    tower_state = model.tower_state()
-    heads = model.to_heads()
-    if base.local.colour:
-        heads = replace(heads, colour=colour_head(base, items))
-    config = replace(base, name=name, fusion=fusion, head_kind="linear",
-                     tower_weights="tower.safetensors" if tower_state else None,
-                     notes=f"trained on {len(items.images)} train items, {len(ids)} identities")
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out)
-    heads.save(out)
-    if tower_state:
-        from safetensors.torch import save_file
-
-        save_file(tower_state, str(out / "tower.safetensors"))
+    image, fusion_scores = save_model_folder(model, base, items, (chosen_on, chosen_cache),
+                                             out, name)
     record = {
         "command": " ".join(["mmsearch", *sys.argv[1:]]) if sys.argv[0].endswith("mmsearch")
         else None,
-        "code_version": _code_version(), "seed": settings.seed, "views": views,
+        "code_version": code_version(), "seed": settings.seed, "views": views,
         "tune_blocks": tune_blocks, "settings": asdict(settings),
         "augment": asdict(augment_spec), "items": len(items.images), "identities": len(ids),
         "fusion_recall@1": fusion_scores, "fusion_chosen_on": (
@@ -254,6 +238,35 @@ def train_model(base: ModelConfig, items: TrainItems, settings: TrainSettings, v
     }
     (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
     return TrainResult(model, record, cache, items, out)
+
+
+def save_model_folder(model: TrainableEmbedder, base: ModelConfig, items: TrainItems,
+                      chosen: tuple[TrainItems, FeatureCache], out: Path, name: str
+                      ) -> tuple[np.ndarray, dict]:
+    """Fit the fusion weight on `chosen` (the validation fold where there is one) and the
+    colour head on the train items, then write the model folder `mmsearch export` reads.
+    Returns the chosen items' image embeddings and the fusion scores per caption weight."""
+    chosen_items, chosen_cache = chosen
+    image = model.embed_trunk(chosen_cache.trunk[0]).numpy()
+    with torch.no_grad():
+        text = model.text_forward(torch.from_numpy(chosen_cache.text)).numpy()
+    fusion, fusion_scores = fit_fusion(image, text, chosen_items, base.widths[-1])
+    tower_state = model.tower_state()
+    heads = model.to_heads()
+    if base.local.colour:
+        heads = replace(heads, colour=colour_head(base, items))
+    config = replace(base, name=name, fusion=fusion, head_kind="linear",
+                     tower_weights="tower.safetensors" if tower_state else None,
+                     notes=f"trained on {len(items.images)} train items, "
+                     f"{len(set(items.labels))} identities")
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out)
+    heads.save(out)
+    if tower_state:
+        from safetensors.torch import save_file
+
+        save_file(tower_state, str(out / "tower.safetensors"))
+    return image, fusion_scores
 
 
 def colour_head(config: ModelConfig, items: TrainItems) -> LinearHead:
@@ -275,7 +288,7 @@ def add_colour_head(model_dir: Path, items: TrainItems) -> ModelConfig:
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     record["colour_head"] = {
         "command": " ".join(["mmsearch", *sys.argv[1:]]) if sys.argv[0].endswith("mmsearch")
-        else None, "code_version": _code_version(), "items": len(items.images),
+        else None, "code_version": code_version(), "items": len(items.images),
         "identities": len(set(items.labels))}
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return config

@@ -13,7 +13,8 @@ within its chunk (softmax over the chunk is the listwise policy, trained with th
 and policy-gradient losses), and `calibrated`, the same logit as an absolute score
 (sigmoid gives P(relevant), trained with binary cross-entropy), which is what makes
 scores from different chunks comparable, so merging chunks is a sort. The correction
-starts at zero, so an untrained scorer keeps the refine order; training on the
+starts at zero, so an untrained scorer keeps the refine order, and so does a scorer whose
+`correction_weight` (chosen after training, on check lists) is zero; training on the
 embedder's own (train) identities moves it only as far as the lists teach. Measured: a
 separate listwise head with the final order read from the calibrated head alone, trained
 10 epochs, ranked below refine on unseen identities (-0.7 / -2.0 points R@1).
@@ -43,6 +44,9 @@ class ScorerConfig:
     # the last local row is the item's colour descriptor (LocalSpec.colour), compared
     # whole instead of matched cell to cell
     colour: bool = False
+    # how much of the learned correction (tokens + colour term) the logit keeps: chosen
+    # after training on check lists (`rerank.train.gate`); 0 keeps the first-stage order
+    correction_weight: float = 1.0
 
     @property
     def spatial_cells(self) -> int:
@@ -132,8 +136,9 @@ class ListwiseScorer(nn.Module):
         for block in self.blocks:
             x = block(x, bias)
         h = self.norm(x[:, 1:])
-        calibrated = (self.correction_head(h).squeeze(-1) + self.cos_scale * cosine
-                      + self.colour_scale * colour + self.cos_bias)
+        correction = self.correction_head(h).squeeze(-1) + self.colour_scale * colour
+        calibrated = (self.config.correction_weight * correction
+                      + self.cos_scale * cosine + self.cos_bias)
         return calibrated.masked_fill(~valid, -1e4), calibrated
 
     def _attention_bias(self, valid: torch.Tensor) -> torch.Tensor:

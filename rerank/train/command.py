@@ -1,5 +1,7 @@
 """`mmsearch train reranker`: mine lists with the embedder on train identities (both
-directions between the two vendors), train, save the checkpoint, export to ONNX."""
+directions between the two vendors), plus held-out and cross-fitted lists where asked,
+train, choose the correction weight on the check lists, save the checkpoint, export to
+ONNX."""
 
 from __future__ import annotations
 
@@ -15,8 +17,15 @@ from mmsearch.encoders.errors import UsageError, check_at_least
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
 from mmsearch.rerank.scorer.model import ScorerConfig
+from mmsearch.rerank.train.crossfit import (
+    CrossFit,
+    cross_fit_checks,
+    cross_fit_pairs,
+    parse_cross_fit,
+)
 from mmsearch.rerank.train.emoji import encode_fused, encode_side
-from mmsearch.rerank.train.heldout import held_out_pairs, rerank_check
+from mmsearch.rerank.train.gate import choose_correction_weight
+from mmsearch.rerank.train.heldout import held_out_check, held_out_pairs
 from mmsearch.rerank.train.lists import Lists, Side, mine
 from mmsearch.rerank.train.loop import TrainSettings, train
 
@@ -64,8 +73,8 @@ def training_pairs(encoder: Encoder, data: Path, cache: Path | None, depth: int,
     return pairs
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """UsageError naming the first bad flag."""
+def check_args(args: argparse.Namespace) -> list[CrossFit]:
+    """UsageError naming the first bad flag; the parsed --cross-fit values."""
     check_at_least({"--epochs": (args.epochs, 1), "--pg-epochs": (args.pg_epochs, 0),
                     "--chunk-size": (args.chunk_size, 1), "--candidates": (args.candidates, 1),
                     "--query-views": (args.query_views, 0)})
@@ -76,10 +85,29 @@ def check_args(args: argparse.Namespace) -> None:
     if args.candidates % args.chunk_size:  # lists are cut into whole chunks
         raise UsageError("--candidates", f"({args.candidates}) must be a multiple of "
                          f"--chunk-size ({args.chunk_size})")
+    if args.cross_fit and not args.held_out:
+        raise UsageError("--cross-fit", "needs --held-out (the styles the shipped embedder "
+                         "trained on: the cross-fit gallery is drawn from them)")
+    return [parse_cross_fit(value, args.held_out) for value in args.cross_fit or []]
+
+
+def checks_of(encoder: Encoder, args: argparse.Namespace, crossfits: list[CrossFit],
+              cache: Path) -> dict[str, tuple[Side, Side, Lists]]:
+    """The check lists the correction weight is chosen on: the held-out styles' check
+    part through the shipped embedder, and each cross-fit embedder's."""
+    checks = {}
+    if args.held_out:
+        checks["held-out styles"] = held_out_check(encoder, args.held_out, args.candidates,
+                                                   cache)
+    try:
+        checks |= cross_fit_checks(crossfits, args.held_out, args.candidates, cache)
+    except ValueError as exc:  # no check-part drawing in a cross-fit's styles
+        raise UsageError("--cross-fit", str(exc)) from None
+    return checks
 
 
 def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: Path) -> int:
-    check_args(args)
+    crossfits = check_args(args)
     encoder = load_encoder("onnx", export_dir=export_dir)
     cache = Path(args.cache)
     pairs = training_pairs(encoder, Path(args.data), cache, args.candidates,
@@ -90,6 +118,10 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
                                     args.query_views)
         except ValueError as exc:  # no validation-fold identity in these manifests
             raise UsageError("--held-out", str(exc)) from None
+    try:
+        pairs += cross_fit_pairs(crossfits, args.held_out, args.candidates, cache)
+    except ValueError as exc:
+        raise UsageError("--cross-fit", str(exc)) from None
     queries, gallery, lists = joined(pairs)
     settings = TrainSettings(chunk_size=args.chunk_size, epochs=args.epochs,
                              pg_epochs=args.pg_epochs, seed=args.seed, progress=True)
@@ -98,27 +130,36 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
                                  local_dim=encoder.config.local.dim,
                                  colour=encoder.config.local.colour)
     model, losses = train(scorer_config, queries, gallery, lists, settings)
-    check = (rerank_check(model, encoder, args.held_out, args.candidates, args.chunk_size,
-                          cache) if args.held_out else None)
+    checks = checks_of(encoder, args, crossfits, cache)
+    gate = choose_correction_weight(model, checks, args.chunk_size) if checks else None
+    chosen_checks = (None if gate is None else
+                     next(t for t in gate["tried"] if t["weight"] == gate["chosen"])["checks"])
+    check = None if chosen_checks is None else chosen_checks.get("held-out styles")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
     info = {"embedder_model_id": encoder.model_id, "losses": losses,
             "train": vars(settings), "lists": int(len(lists.query)), "depth": args.candidates,
             "fused_lists": args.fused_lists, "query_views": args.query_views,
             "held_out": [str(m) for m in args.held_out or []], "held_out_check": check,
+            "cross_fit": [{"embedder": str(c.export_dir), "styles": [str(m) for m in c.styles]}
+                          for c in crossfits],
+            "checks": chosen_checks, "correction_weight": gate,
             "command": "mmsearch train reranker " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
                 if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size",
                          "query_views", "fused_lists"))
-            + "".join(f" --held-out {m}" for m in args.held_out or []),
+            + "".join(f" --held-out {m}" for m in args.held_out or [])
+            + "".join(f" --cross-fit {value}" for value in args.cross_fit or []),
             "code_version": commit}
     out = Path(args.out)
     save_checkpoint(model, out, info)
     exported = export_scorer(out, models_dir / "export" / out.name, out.name)
     print(f"scorer trained on {len(lists.query)} lists (loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}); checkpoint {out}, ONNX {exported}")
-    if check:
-        print("held-out check ({lists} lists): R@1 refine {refine_recall@1:.3f} -> rerank "
+    if gate is not None:
+        print(f"correction weight {gate['chosen']} (tried {[t['weight'] for t in gate['tried']]})")
+    for name, result in (chosen_checks or {}).items():
+        print(f"{name} check ({{lists}} lists): R@1 refine {{refine_recall@1:.3f}} -> rerank "
               "{rerank_recall@1:.3f}, nDCG@10 {refine_ndcg@10:.3f} -> {rerank_ndcg@10:.3f}"
-              .format_map(check))
+              .format_map(result))
     return 0

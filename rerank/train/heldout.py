@@ -73,26 +73,33 @@ def held_out_pairs(encoder: Encoder, manifests: list[Path], depth: int, cache: P
     return pairs
 
 
-@torch.no_grad()
-def rerank_check(model: ListwiseScorer, encoder: Encoder, manifests: list[Path], depth: int,
-                 chunk: int, cache: Path | None) -> dict[str, float]:
-    """R@1 and nDCG@10 of the first-stage order vs the scorer's over the `check` part's
-    lists (unforced: a list without its identity counts as a miss for both)."""
+def held_out_check(encoder: Encoder, manifests: list[Path], depth: int, cache: Path | None
+                   ) -> tuple[Side, Side, Lists]:
+    """The `check` part's lists: each drawing queries the part's other drawings (all
+    styles), unforced; only drawings whose identity has another drawing there."""
     side = held_out_side(encoder, manifests, "check", cache)
     lists = mine(side, side, depth, force_positive=False, exclude_self=True)
     has = np.array([(side.labels == label).sum() > 1 for label in side.labels[lists.query]])
-    lists = Lists(lists.query[has], lists.candidates[has], lists.scores[has],
-                  lists.relevant[has])
+    return side, side, Lists(lists.query[has], lists.candidates[has], lists.scores[has],
+                             lists.relevant[has])
+
+
+@torch.no_grad()
+def rerank_check(model: ListwiseScorer, check: tuple[Side, Side, Lists], chunk: int
+                 ) -> dict[str, float]:
+    """R@1 and nDCG@10 of the first-stage order vs the scorer's over a check's lists
+    (a list without its identity counts as a miss for both)."""
+    queries, gallery, lists = check
     model.eval()
     reranked = []
     for start in range(0, len(lists.query), 64):
         rows = np.arange(start, min(start + 64, len(lists.query)))
-        _, calibrated = score_chunks(model, chunk_tensors(side, side, lists, rows, chunk))
+        _, calibrated = score_chunks(model, chunk_tensors(queries, gallery, lists, rows, chunk))
         reranked.append(calibrated.reshape(len(rows), -1))
     order = torch.cat(reranked).argsort(dim=-1, descending=True, stable=True)
     relevant = torch.from_numpy(lists.relevant.astype(np.float32))
     in_order = relevant.gather(-1, order)
-    return {"lists": int(len(lists.query)), "identities": int(len(set(side.labels))),
+    return {"lists": int(len(lists.query)), "identities": int(len(set(queries.labels))),
             "refine_recall@1": float(relevant[:, 0].mean()),
             "rerank_recall@1": float(in_order[:, 0].mean()),
             "refine_ndcg@10": float(ndcg_at_10(relevant).mean()),

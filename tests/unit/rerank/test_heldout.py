@@ -12,6 +12,7 @@ from mmsearch.encoders import load_encoder
 from mmsearch.encoders.data.records import in_validation
 from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig
 from mmsearch.rerank.train.heldout import (
+    held_out_check,
     held_out_pairs,
     held_out_records,
     part_of,
@@ -66,8 +67,8 @@ def test_lists_never_hold_the_query_and_find_the_other_style(
         assert set(found) <= set(queries.labels)
     check = rerank_check(ListwiseScorer(ScorerConfig(
         width=32, cells=encoder.config.local.cells, local_dim=8, d_model=32, heads=4,
-        layers=1, colour=True)), encoder, manifests, depth=4, chunk=2,
-        cache=tmp_path / "cache")
+        layers=1, colour=True)), held_out_check(encoder, manifests, depth=4,
+                                                cache=tmp_path / "cache"), chunk=2)
     assert check["lists"] > 0
     for key in ("refine_recall@1", "rerank_recall@1", "refine_ndcg@10", "rerank_ndcg@10"):
         assert 0.0 <= check[key] <= 1.0

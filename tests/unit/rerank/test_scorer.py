@@ -230,6 +230,7 @@ def test_lists_by_stored_id_never_list_the_query_itself() -> None:
     (["--query-views", "-1"], "--query-views: must be >= 0"),
     (["--candidates", "40", "--chunk-size", "16"], "multiple of --chunk-size"),
     (["--held-out", "missing.jsonl"], "--held-out: missing.jsonl not found"),
+    (["--cross-fit", "x=y.jsonl"], "--cross-fit: needs --held-out"),
 ])
 def test_bad_reranker_flags_are_named(flags: list[str], named: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:

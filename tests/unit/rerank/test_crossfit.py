@@ -1,0 +1,90 @@
+"""Cross-fit lists: the unseen styles query the other held-out styles through the
+cross-fit embedder; the check part never trains; bad --cross-fit values name the flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmsearch.encoders.data.records import in_validation
+from mmsearch.encoders.errors import UsageError
+from mmsearch.rerank.train.crossfit import (
+    cross_fit_checks,
+    cross_fit_pairs,
+    drawings,
+    in_check,
+    parse_cross_fit,
+)
+from support.data import random_images
+
+LABELS = [f"1F{i:03X}" for i in range(400)]
+CHECK = [label for label in LABELS if in_check(label)][:6]
+FIT = [label for label in LABELS if in_validation(label) and not in_check(label)][:4]
+TRAINED = [label for label in LABELS if not in_validation(label)][:6]
+
+
+def _styles(folder: Path) -> list[Path]:
+    """Three styles of the same identities, every item train-split."""
+    labels = CHECK + FIT + TRAINED
+    manifests = []
+    for style, seed in (("a", 1), ("b", 2), ("c", 3)):
+        (folder / style).mkdir(parents=True)
+        lines = []
+        for i, blob in enumerate(random_images(len(labels), seed=seed, size=24)):
+            (folder / style / f"{i}.png").write_bytes(blob)
+            lines.append(json.dumps({"id": f"{style}{i}", "image": f"{style}/{i}.png",
+                                     "text": "x", "label": labels[i], "split": "train",
+                                     "attrs": {}}) + "\n")
+        manifest = folder / f"{style}.jsonl"
+        manifest.write_text("".join(lines))
+        manifests.append(manifest)
+    return manifests
+
+
+def test_check_part_is_validation_only_and_never_in_the_fit_part(tmp_path: Path) -> None:
+    manifests = tuple(_styles(tmp_path))
+    check = {label for _, label in drawings(manifests, check=True)}
+    fit = {label for _, label in drawings(manifests, check=False)}
+    assert check == set(CHECK)
+    assert fit == set(FIT + TRAINED)
+    assert all(in_validation(label) for label in check)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("no-equals-sign", "is not EXPORT_DIR=STYLE.jsonl"),
+    ("{export}=", "is not EXPORT_DIR=STYLE.jsonl"),
+    ("{empty}={a}", "no manifest.json in"),
+    ("{export}={other}", "is not one of the --held-out manifests"),
+    ("{export}={a},{b},{c}", "leaves no --held-out style for the gallery"),
+])
+def test_bad_values_name_the_flag(tiny_model: tuple[Path, Path], tmp_path: Path, value: str,
+                                  reason: str) -> None:
+    a, b, c = _styles(tmp_path / "data")
+    (tmp_path / "empty").mkdir()
+    other = tmp_path / "other.jsonl"
+    other.write_text("")
+    filled = value.format(export=tiny_model[1], empty=tmp_path / "empty", a=a, b=b, c=c,
+                          other=other)
+    with pytest.raises(UsageError, match=reason) as raised:
+        parse_cross_fit(filled, [a, b, c])
+    assert raised.value.flag == "--cross-fit"
+
+
+def test_unseen_styles_query_the_others_and_checks_stay_apart(
+        tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b, c = _styles(tmp_path / "data")
+    crossfit = parse_cross_fit(f"{tiny_model[1]}={a}", [a, b, c])
+    [(queries, gallery, lists)] = cross_fit_pairs([crossfit], [a, b, c], depth=4,
+                                                  cache=tmp_path / "cache")
+    assert len(queries.labels) == len(FIT + TRAINED)  # style a alone, fit part
+    assert len(gallery.labels) == 2 * len(FIT + TRAINED)  # styles b and c
+    assert not set(queries.labels) & set(CHECK) and not set(gallery.labels) & set(CHECK)
+    assert lists.relevant.any(axis=1).all()  # the other styles' drawings are forced in
+    assert (gallery.labels[lists.candidates][lists.relevant]
+            == queries.labels[lists.query].repeat(lists.relevant.sum(1))).all()
+    checks = cross_fit_checks([crossfit], [a, b, c], depth=4, cache=tmp_path / "cache")
+    check_queries, check_gallery, check_lists = checks[f"cross-fit {tiny_model[1].name}"]
+    assert set(check_queries.labels) == set(CHECK) == set(check_gallery.labels)
+    assert len(check_lists.query) == len(CHECK)  # unforced, but every identity findable
