@@ -25,7 +25,7 @@ from mmsearch.rerank.train.crossfit import (
 )
 from mmsearch.rerank.train.emoji import encode_fused, encode_side
 from mmsearch.rerank.train.gate import choose_correction_weight
-from mmsearch.rerank.train.heldout import held_out_check, held_out_pairs
+from mmsearch.rerank.train.heldout import held_out_check, held_out_pairs, without_check
 from mmsearch.rerank.train.lists import Lists, Side, mine
 from mmsearch.rerank.train.loop import TrainSettings, train
 
@@ -55,19 +55,21 @@ def joined(pairs: list[tuple[Side, Side, Lists]]) -> tuple[Side, Side, Lists]:
 
 def training_pairs(encoder: Encoder, data: Path, cache: Path | None, depth: int,
                    fused_lists: bool, query_views: int) -> list[tuple[Side, Side, Lists]]:
-    """(queries, gallery, lists) per list kind, train split. The same lists serve the
-    command and the benchmark's ablations."""
-    google = encode_side(encoder, data, "google", "train", cache)
-    twitter = encode_side(encoder, data, "twitter", "train", cache)
+    """(queries, gallery, lists) per list kind, train split without the check part's
+    identities (`in_check`: the checks stay unseen). The same lists serve the command and
+    the benchmark's ablations."""
+    google = without_check(encode_side(encoder, data, "google", "train", cache))
+    twitter = without_check(encode_side(encoder, data, "twitter", "train", cache))
     pairs = [(q, g, mine(q, g, depth, force_positive=True))
              for q, g in ((google, twitter), (twitter, google))]
     if fused_lists:  # by stored id in a mixed-vendor gallery of fused items
-        fused = encode_fused(encoder, data, ("google", "twitter"), "train", cache)
+        fused = without_check(encode_fused(encoder, data, ("google", "twitter"), "train",
+                                           cache))
         pairs.append((fused, fused, mine(fused, fused, depth, force_positive=True,
                                          exclude_self=True)))
     for view in range(1, query_views + 1):  # augmented queries against clean galleries
         for vendor, gallery in (("google", twitter), ("twitter", google)):
-            queries = encode_side(encoder, data, vendor, "train", cache, view)
+            queries = without_check(encode_side(encoder, data, vendor, "train", cache, view))
             pairs.append((queries, gallery, mine(queries, gallery, depth,
                                                  force_positive=True)))
     return pairs

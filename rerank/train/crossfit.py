@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsearch.encoders.data.records import in_validation, read_manifest
+from mmsearch.encoders.data.records import read_manifest
 from mmsearch.encoders.errors import UsageError
 from mmsearch.encoders.manifest import MANIFEST_FILE
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.rerank.train.emoji import encode_images_side
-from mmsearch.rerank.train.heldout import part_of
+from mmsearch.rerank.train.heldout import in_check
 from mmsearch.rerank.train.lists import Lists, Side, mine
 
 FLAG = "--cross-fit"
@@ -61,11 +61,6 @@ def parse_cross_fit(value: str, held_out: list[Path]) -> CrossFit:
     if known <= {m.resolve() for m in manifests}:
         raise UsageError(FLAG, f"{value!r} leaves no --held-out style for the gallery")
     return CrossFit(Path(folder), manifests)
-
-
-def in_check(label: str) -> bool:
-    """The identities kept for the check: the validation fold's `check` part."""
-    return in_validation(label) and part_of(label) == "check"
 
 
 def drawings(manifests: tuple[Path, ...], check: bool) -> list[tuple[str, str]]:

@@ -34,6 +34,18 @@ def part_of(label: str) -> str:
     return PARTS[int(hashlib.sha256(f"scorer:{label}".encode()).hexdigest(), 16) % 2]
 
 
+def in_check(label: str) -> bool:
+    """The identities every scorer check is made on: the validation fold's `check` part.
+    No scorer training list holds them."""
+    return in_validation(label) and part_of(label) == "check"
+
+
+def without_check(side: Side) -> Side:
+    """The side without its check-part drawings."""
+    keep = np.array([not in_check(str(label)) for label in side.labels], bool)
+    return Side(side.vectors[keep], side.local[keep], side.labels[keep])
+
+
 def held_out_records(manifests: list[Path], part: str) -> list[tuple[str, str]]:
     """(image path, label) of the train-split, validation-fold drawings in `part`."""
     rows = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmsearch.encoders.data.records import in_validation
@@ -14,9 +15,10 @@ from mmsearch.rerank.train.crossfit import (
     cross_fit_checks,
     cross_fit_pairs,
     drawings,
-    in_check,
     parse_cross_fit,
 )
+from mmsearch.rerank.train.heldout import in_check, without_check
+from mmsearch.rerank.train.lists import Side
 from support.data import random_images
 
 LABELS = [f"1F{i:03X}" for i in range(400)]
@@ -88,3 +90,12 @@ def test_unseen_styles_query_the_others_and_checks_stay_apart(
     check_queries, check_gallery, check_lists = checks[f"cross-fit {tiny_model[1].name}"]
     assert set(check_queries.labels) == set(CHECK) == set(check_gallery.labels)
     assert len(check_lists.query) == len(CHECK)  # unforced, but every identity findable
+
+
+def test_shipped_embedder_lists_drop_the_check_identities() -> None:
+    labels = np.array(CHECK[:2] + TRAINED[:3])
+    side = Side(np.arange(5, dtype=np.float32)[:, None], np.zeros((5, 1, 1), np.float32),
+                labels)
+    kept = without_check(side)
+    assert list(kept.labels) == TRAINED[:3]
+    assert kept.vectors[:, 0].tolist() == [2.0, 3.0, 4.0]  # rows stay aligned
