@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="style manifests the embedder trained on: its validation-fold "
                           "identities (never trained on) add cross-fitted lists, half to "
                           "train on and half for the rerank-vs-refine check in scorer.json")
+    reranker.add_argument("--vector-tokens", action=argparse.BooleanOptionalAction,
+                          default=True, help="feed the elementwise query/candidate "
+                          "comparisons to the scorer (they read the embedder's coordinates); "
+                          "--no-vector-tokens keeps only the scalar and local evidence")
     reranker.add_argument("--cross-fit", nargs="+", metavar="EXPORT_DIR=STYLE.jsonl[,...]",
                           help="an exported embedder that never trained on these --held-out "
                           "styles: their drawings query the other styles' through it, for "

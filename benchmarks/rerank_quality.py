@@ -156,11 +156,13 @@ def main() -> None:
         ablations.append(("no colour cell", {"colour": False,
                                              "cells": shipped.config.cells - 1}))
     for name, change in ablations:
-        # trained at full correction, then given the shipped scorer's chosen weight
-        config = replace(shipped.config, correction_weight=1.0, **change)
+        # trained at full correction, then given the shipped scorer's weight and scaling
+        config = replace(shipped.config, correction_weight=1.0, calibration_scale=1.0,
+                         calibration_bias=0.0, **change)
         model, _ = train(config, *fit_cells(config, q, g), lists, settings)
-        model.config = replace(model.config,
-                               correction_weight=shipped.config.correction_weight)
+        model.config = replace(model.config, **{
+            key: getattr(shipped.config, key)
+            for key in ("correction_weight", "calibration_scale", "calibration_bias")})
         save_checkpoint(model, work / name, meta)
         variants[name] = export_scorer(work / name, work / f"{name}-onnx")
     rows, results = [], []

@@ -40,6 +40,9 @@ class ScorerConfig:
     heads: int = 4
     layers: int = 2
     use_local: bool = True
+    # the elementwise comparisons (product, absolute difference) as token inputs; they
+    # read the embedder's coordinates, the scalars do not (an ablation and a choice)
+    use_vectors: bool = True
     cross_attention: bool = True
     # the last local row is the item's colour descriptor (LocalSpec.colour), compared
     # whole instead of matched cell to cell
@@ -47,6 +50,10 @@ class ScorerConfig:
     # how much of the learned correction (tokens + colour term) the logit keeps: chosen
     # after training on check lists (`rerank.train.gate`); 0 keeps the first-stage order
     correction_weight: float = 1.0
+    # Platt scaling of the final logit, fitted on the same check lists after the weight:
+    # a weight below 1 changes the logit's scale, and sigmoid(logit) must stay P(relevant)
+    calibration_scale: float = 1.0
+    calibration_bias: float = 0.0
 
     @property
     def spatial_cells(self) -> int:
@@ -126,9 +133,10 @@ class ListwiseScorer(nn.Module):
             query_local, query_local_mask, cand_local, cand_local_mask)
         scalars = torch.stack([first_stage, cosine, local_mean, local_min, colour, present],
                               -1)
-        tokens = (self.inter_proj(cands * query[:, None])
-                  + self.diff_proj((cands - query[:, None]).abs())
-                  + self.scalar_proj(scalars) + self.type_embedding[1])
+        tokens = self.scalar_proj(scalars) + self.type_embedding[1]
+        if self.config.use_vectors:
+            tokens = (tokens + self.inter_proj(cands * query[:, None])
+                      + self.diff_proj((cands - query[:, None]).abs()))
         # shape taken from a tensor (not len()) so the exported graph keeps a dynamic batch
         query_token = (query[:, :1] * 0).unsqueeze(-1) + self.type_embedding[0]
         x = torch.cat([query_token, tokens], 1)
@@ -139,6 +147,7 @@ class ListwiseScorer(nn.Module):
         correction = self.correction_head(h).squeeze(-1) + self.colour_scale * colour
         calibrated = (self.config.correction_weight * correction
                       + self.cos_scale * cosine + self.cos_bias)
+        calibrated = self.config.calibration_scale * calibrated + self.config.calibration_bias
         return calibrated.masked_fill(~valid, -1e4), calibrated
 
     def _attention_bias(self, valid: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from mmsearch.rerank.train.crossfit import (
     parse_cross_fit,
 )
 from mmsearch.rerank.train.emoji import encode_fused, encode_side
-from mmsearch.rerank.train.gate import choose_correction_weight
+from mmsearch.rerank.train.gate import calibrate, choose_correction_weight
 from mmsearch.rerank.train.heldout import held_out_check, held_out_pairs, without_check
 from mmsearch.rerank.train.lists import Lists, Side, mine
 from mmsearch.rerank.train.loop import TrainSettings, train
@@ -108,6 +108,24 @@ def checks_of(encoder: Encoder, args: argparse.Namespace, crossfits: list[CrossF
     return checks
 
 
+RECORDED_FLAGS = ("model", "out", "epochs", "pg_epochs", "seed", "candidates", "chunk_size",
+                  "query_views", "fused_lists", "vector_tokens", "held_out", "cross_fit")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The flags that shape the scorer, as a command that reruns it."""
+    parts = ["mmsearch", "train", "reranker"]
+    for key in RECORDED_FLAGS:
+        value, flag = getattr(args, key, None), "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
+        elif isinstance(value, list) and value:
+            parts += [flag, *map(str, value)]
+        elif value is not None and not isinstance(value, list):
+            parts += [flag, str(value)]
+    return " ".join(parts)
+
+
 def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: Path) -> int:
     crossfits = check_args(args)
     encoder = load_encoder("onnx", export_dir=export_dir)
@@ -130,10 +148,13 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
     scorer_config = ScorerConfig(width=encoder.config.width_max,
                                  cells=encoder.config.local.cells,
                                  local_dim=encoder.config.local.dim,
-                                 colour=encoder.config.local.colour)
+                                 colour=encoder.config.local.colour,
+                                 use_vectors=args.vector_tokens)
     model, losses = train(scorer_config, queries, gallery, lists, settings)
     checks = checks_of(encoder, args, crossfits, cache)
     gate = choose_correction_weight(model, checks, args.chunk_size) if checks else None
+    if gate is not None:
+        gate["calibration"] = calibrate(model, checks, args.chunk_size)
     chosen_checks = (None if gate is None else
                      next(t for t in gate["tried"] if t["weight"] == gate["chosen"])["checks"])
     check = None if chosen_checks is None else chosen_checks.get("held-out styles")
@@ -146,12 +167,7 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
             "cross_fit": [{"embedder": str(c.export_dir), "styles": [str(m) for m in c.styles]}
                           for c in crossfits],
             "checks": chosen_checks, "correction_weight": gate,
-            "command": "mmsearch train reranker " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
-                if k in ("epochs", "pg_epochs", "seed", "candidates", "chunk_size",
-                         "query_views", "fused_lists"))
-            + "".join(f" --held-out {m}" for m in args.held_out or [])
-            + "".join(f" --cross-fit {value}" for value in args.cross_fit or []),
+            "command": command_line(args),
             "code_version": commit}
     out = Path(args.out)
     save_checkpoint(model, out, info)

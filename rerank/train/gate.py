@@ -5,15 +5,22 @@ saw. After training, each candidate weight is tried on the check lists (identiti
 scorer never trained on; cross-fitted lists stand for a new catalogue's); the chosen
 weight is the one with the best mean rerank R@1 among those that lower neither R@1 nor
 nDCG@10 on any check. Zero keeps the first-stage order, so a weight always qualifies.
+A weight below 1 also changes the logit's scale, so the logit is then Platt-scaled on the
+same lists (an order-preserving a * logit + b) to keep sigmoid(logit) a probability.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+import torch
+from torch.nn import functional as F
+
 from mmsearch.rerank.scorer.model import ListwiseScorer
 from mmsearch.rerank.train.heldout import rerank_check
 from mmsearch.rerank.train.lists import Lists, Side
+from mmsearch.rerank.train.loop import chunk_tensors, score_chunks
 
 WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 RULE = ("best mean rerank R@1 over the checks among the weights that lower neither R@1 "
@@ -46,3 +53,45 @@ def choose_correction_weight(model: ListwiseScorer,
     chosen = max(allowed, key=lambda t: (t["mean_rerank_recall@1"], t["weight"]))
     model.config = replace(model.config, correction_weight=chosen["weight"])
     return {"chosen": chosen["weight"], "rule": RULE, "tried": tried}
+
+
+@torch.no_grad()
+def logits_and_labels(model: ListwiseScorer, checks: dict[str, tuple[Side, Side, Lists]],
+                      chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every check candidate's calibrated logit and relevance, flattened."""
+    logits, labels = [], []
+    for queries, gallery, lists in checks.values():
+        for start in range(0, len(lists.query), 64):
+            rows = np.arange(start, min(start + 64, len(lists.query)))
+            batch = chunk_tensors(queries, gallery, lists, rows, chunk)
+            logits.append(score_chunks(model, batch)[1].reshape(-1))
+            labels.append(batch["labels"].reshape(-1))
+    return torch.cat(logits), torch.cat(labels)
+
+
+def calibrate(model: ListwiseScorer, checks: dict[str, tuple[Side, Side, Lists]],
+              chunk: int) -> dict[str, float]:
+    """Fit the Platt scale and bias of the final logit on the check lists (binary
+    cross-entropy, the loss the calibrated head trains with) and set them."""
+    model.config = replace(model.config, calibration_scale=1.0, calibration_bias=0.0)
+    logits, labels = logits_and_labels(model, checks, chunk)
+    scale, bias = torch.ones(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([scale, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        value = F.binary_cross_entropy_with_logits(scale * logits + bias, labels)
+        value.backward()
+        return value
+
+    before = float(F.binary_cross_entropy_with_logits(logits, labels))
+    optimiser.step(loss)
+    fitted_scale, fitted_bias = float(scale.detach()), float(bias.detach())
+    if fitted_scale <= 0:  # a flipped order is never a calibration
+        raise ValueError(f"Platt scaling found a non-positive scale ({fitted_scale})")
+    model.config = replace(model.config, calibration_scale=fitted_scale,
+                           calibration_bias=fitted_bias)
+    after = float(F.binary_cross_entropy_with_logits(fitted_scale * logits + fitted_bias,
+                                                     labels))
+    return {"scale": fitted_scale, "bias": fitted_bias, "bce_before": before,
+            "bce_after": after, "candidates": int(len(labels))}

@@ -99,3 +99,21 @@ def test_shipped_embedder_lists_drop_the_check_identities() -> None:
     kept = without_check(side)
     assert list(kept.labels) == TRAINED[:3]
     assert kept.vectors[:, 0].tolist() == [2.0, 3.0, 4.0]  # rows stay aligned
+
+
+def test_the_recorded_command_reruns_the_same_flags(tiny_model: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    from mmsearch.app.cli import build_parser
+    from mmsearch.rerank.train.command import RECORDED_FLAGS, command_line
+
+    a, b, c = _styles(tmp_path / "data")
+    argv = ["train", "reranker", "--model", "m", "--no-fused-lists", "--held-out", str(a),
+            str(b), str(c), "--cross-fit", f"{tiny_model[1]}={a}", "--epochs", "3"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    recorded = command_line(args).split()
+    assert recorded[:3] == ["mmsearch", "train", "reranker"]
+    again = parser.parse_args(recorded[1:])
+    for key in RECORDED_FLAGS:
+        assert getattr(again, key) == getattr(args, key), key
+    assert again.held_out == [a, b, c] and again.fused_lists is False

@@ -11,7 +11,8 @@ import torch
 from mmsearch.rerank.scorer.export import export_scorer, load_checkpoint, save_checkpoint
 from mmsearch.rerank.scorer.model import ListwiseScorer, ScorerConfig
 from mmsearch.rerank.scorer.runtime import OnnxScorer
-from mmsearch.rerank.train.gate import WEIGHTS, choose_correction_weight
+from mmsearch.rerank.train.gate import WEIGHTS, calibrate, choose_correction_weight
+from mmsearch.rerank.train.heldout import rerank_check
 from mmsearch.rerank.train.lists import Side, mine
 
 CONFIG = ScorerConfig(width=16, cells=3, local_dim=4, d_model=16, heads=2, layers=1)
@@ -72,3 +73,14 @@ def test_the_chosen_weight_survives_export(tmp_path: Path) -> None:
                                gallery.vectors[candidates], gallery.local[candidates],
                                np.ones(len(candidates), bool), lists.scores[row])
         assert (np.argsort(-scores, kind="stable") == np.arange(len(candidates))).all()
+
+
+def test_platt_scaling_lowers_the_checks_loss_and_keeps_the_order() -> None:
+    model = _scrambling_scorer()
+    checks = {"perfect refine": _check()}
+    choose_correction_weight(model, checks, chunk=4)
+    before = rerank_check(model, checks["perfect refine"], 4)
+    record = calibrate(model, checks, chunk=4)
+    assert record["bce_after"] < record["bce_before"]
+    assert record["scale"] > 0 and model.config.calibration_scale == record["scale"]
+    assert rerank_check(model, checks["perfect refine"], 4) == before

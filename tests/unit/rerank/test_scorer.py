@@ -279,3 +279,26 @@ def test_an_ablation_saved_with_the_shipped_meta_loads_as_itself(tmp_path: Path)
     probs = scorer.rerank(queries.vectors[0], None, gallery.vectors[:12], gallery.local[:12],
                           np.zeros(12, bool), np.zeros(12, np.float32))
     assert probs.shape == (12,) and np.isfinite(probs).all()
+
+
+def test_without_vector_tokens_the_scores_ignore_the_embedders_coordinates() -> None:
+    """Rotating query and candidates together keeps every cosine: a scorer fed only the
+    scalar and local evidence scores the same, one fed the elementwise products does not."""
+    rng = np.random.default_rng(0)
+    rotation = torch.from_numpy(np.linalg.qr(rng.standard_normal((32, 32)))[0]).float()
+    query = torch.from_numpy(unit(rng.standard_normal((1, 32))))
+    cands = torch.from_numpy(unit(rng.standard_normal((1, 8, 32))))
+    local = torch.from_numpy(unit(rng.standard_normal((1, 8, 4, 8))))
+    rest = (torch.ones(1, 8), torch.zeros(1, 8), torch.ones(1, 8, dtype=torch.bool))
+
+    def scores(model: ListwiseScorer, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return model(q, local[:, 0], torch.ones(1), c, local, *rest)[1]
+
+    for use_vectors, invariant in ((False, True), (True, False)):
+        torch.manual_seed(0)
+        model = ListwiseScorer(replace(CONFIG, use_vectors=use_vectors)).eval()
+        with torch.no_grad():
+            model.correction_head.weight.normal_(0, 1.0)
+        same = torch.allclose(scores(model, query, cands),
+                              scores(model, query @ rotation, cands @ rotation), atol=1e-4)
+        assert same is invariant
