@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from mmsearch.encoders import load_encoder
 from mmsearch.encoders.errors import UsageError, check_at_least
 from mmsearch.encoders.runtimes.base import Encoder
+from mmsearch.encoders.train.command import code_version
 from mmsearch.rerank.scorer.export import export_scorer, save_checkpoint
 from mmsearch.rerank.scorer.model import ScorerConfig
 from mmsearch.rerank.train.crossfit import (
@@ -158,8 +158,6 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
     chosen_checks = (None if gate is None else
                      next(t for t in gate["tried"] if t["weight"] == gate["chosen"])["checks"])
     check = None if chosen_checks is None else chosen_checks.get("held-out styles")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
     info = {"embedder_model_id": encoder.model_id, "losses": losses,
             "train": vars(settings), "lists": int(len(lists.query)), "depth": args.candidates,
             "fused_lists": args.fused_lists, "query_views": args.query_views,
@@ -168,7 +166,7 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
                           for c in crossfits],
             "checks": chosen_checks, "correction_weight": gate,
             "command": command_line(args),
-            "code_version": commit}
+            "code_version": code_version()}
     out = Path(args.out)
     save_checkpoint(model, out, info)
     exported = export_scorer(out, models_dir / "export" / out.name, out.name)
@@ -176,8 +174,8 @@ def cmd_train_reranker(args: argparse.Namespace, export_dir: Path, models_dir: P
           f"{losses[-1]:.3f}); checkpoint {out}, ONNX {exported}")
     if gate is not None:
         print(f"correction weight {gate['chosen']} (tried {[t['weight'] for t in gate['tried']]})")
-    for name, result in (chosen_checks or {}).items():
-        print(f"{name} check ({{lists}} lists): R@1 refine {{refine_recall@1:.3f}} -> rerank "
-              "{rerank_recall@1:.3f}, nDCG@10 {refine_ndcg@10:.3f} -> {rerank_ndcg@10:.3f}"
-              .format_map(result))
+    for name, r in (chosen_checks or {}).items():
+        print(f"{name} check ({r['lists']} lists): R@1 refine {r['refine_recall@1']:.3f} -> "
+              f"rerank {r['rerank_recall@1']:.3f}, nDCG@10 {r['refine_ndcg@10']:.3f} -> "
+              f"{r['rerank_ndcg@10']:.3f}")
     return 0

@@ -15,18 +15,16 @@ are recorded in scorer.json; every other drawing gives training lists.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmsearch.encoders.data.records import read_manifest
 from mmsearch.encoders.errors import UsageError
 from mmsearch.encoders.manifest import MANIFEST_FILE
 from mmsearch.encoders.runtimes.base import Encoder
-from mmsearch.rerank.train.emoji import encode_images_side
-from mmsearch.rerank.train.heldout import in_check
+from mmsearch.rerank.train.emoji import encode_rows
+from mmsearch.rerank.train.heldout import in_check, train_drawings
 from mmsearch.rerank.train.lists import Lists, Side, mine
 
 FLAG = "--cross-fit"
@@ -65,12 +63,7 @@ def parse_cross_fit(value: str, held_out: list[Path]) -> CrossFit:
 
 def drawings(manifests: tuple[Path, ...], check: bool) -> list[tuple[str, str]]:
     """(image path, label) of the train-split drawings in the check part, or outside it."""
-    rows = []
-    for manifest in manifests:
-        for record in read_manifest(manifest):
-            if (record.split == "train" and record.image and record.label
-                    and in_check(str(record.label)) == check):
-                rows.append((str(Path(manifest).parent / record.image), str(record.label)))
+    rows = train_drawings(manifests, lambda label: in_check(label) == check)
     if not rows:
         part = "check" if check else "fit"
         raise ValueError(f"no train-split drawings in the {part} part of {list(manifests)}")
@@ -79,13 +72,7 @@ def drawings(manifests: tuple[Path, ...], check: bool) -> list[tuple[str, str]]:
 
 def encoded(encoder: Encoder, manifests: tuple[Path, ...], check: bool, cache: Path | None
             ) -> Side:
-    rows = drawings(manifests, check)
-    path = None
-    if cache is not None:
-        key = hashlib.sha256("\n".join(p for p, _ in rows).encode()).hexdigest()[:12]
-        path = cache / f"crossfit-{key}-{encoder.model_id}.npz"
-    return encode_images_side(encoder, [image for image, _ in rows],
-                              [label for _, label in rows], 0, path, f"cross-fit {rows[0][0]}")
+    return encode_rows(encoder, drawings(manifests, check), "crossfit", 0, cache)
 
 
 def sides(crossfit: CrossFit, held_out: list[Path], check: bool, cache: Path | None

@@ -7,6 +7,7 @@ hard as unseen test drawings."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def encode_side(encoder: Encoder, data: Path, vendor: str, split: str, cache: Pa
                if r.split == split and r.image]
     return encode_images_side(encoder, [str(data / r.image) for r in records],
                               [str(r.label) for r in records], view, path, vendor)
+
+
+def encode_rows(encoder: Encoder, rows: list[tuple[str, str]], name: str, view: int,
+                cache: Path | None) -> Side:
+    """(image path, label) rows encoded, cached under `cache` by `name`, a hash of the
+    paths, the model id and the view; `name` also names the set in an error."""
+    path = None
+    if cache is not None:
+        key = hashlib.sha256("\n".join(p for p, _ in rows).encode()).hexdigest()[:12]
+        path = cache / f"{name}-{key}-{encoder.model_id}-view{view}.npz"
+    return encode_images_side(encoder, [image for image, _ in rows],
+                              [label for _, label in rows], view, path, name)
 
 
 def encode_images_side(encoder: Encoder, images: list[str], labels: list[str], view: int,

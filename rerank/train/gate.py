@@ -18,9 +18,8 @@ import torch
 from torch.nn import functional as F
 
 from mmsearch.rerank.scorer.model import ListwiseScorer
-from mmsearch.rerank.train.heldout import rerank_check
+from mmsearch.rerank.train.heldout import list_logits, rerank_check
 from mmsearch.rerank.train.lists import Lists, Side
-from mmsearch.rerank.train.loop import chunk_tensors, score_chunks
 
 WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 RULE = ("best mean rerank R@1 over the checks among the weights that lower neither R@1 "
@@ -55,26 +54,15 @@ def choose_correction_weight(model: ListwiseScorer,
     return {"chosen": chosen["weight"], "rule": RULE, "tried": tried}
 
 
-@torch.no_grad()
-def logits_and_labels(model: ListwiseScorer, checks: dict[str, tuple[Side, Side, Lists]],
-                      chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every check candidate's calibrated logit and relevance, flattened."""
-    logits, labels = [], []
-    for queries, gallery, lists in checks.values():
-        for start in range(0, len(lists.query), 64):
-            rows = np.arange(start, min(start + 64, len(lists.query)))
-            batch = chunk_tensors(queries, gallery, lists, rows, chunk)
-            logits.append(score_chunks(model, batch)[1].reshape(-1))
-            labels.append(batch["labels"].reshape(-1))
-    return torch.cat(logits), torch.cat(labels)
-
-
 def calibrate(model: ListwiseScorer, checks: dict[str, tuple[Side, Side, Lists]],
               chunk: int) -> dict[str, float]:
     """Fit the Platt scale and bias of the final logit on the check lists (binary
     cross-entropy, the loss the calibrated head trains with) and set them."""
     model.config = replace(model.config, calibration_scale=1.0, calibration_bias=0.0)
-    logits, labels = logits_and_labels(model, checks, chunk)
+    logits = torch.cat([list_logits(model, check, chunk).reshape(-1)
+                        for check in checks.values()])
+    labels = torch.cat([torch.from_numpy(lists.relevant.astype(np.float32)).reshape(-1)
+                        for _, _, lists in checks.values()])
     scale, bias = torch.ones(1, requires_grad=True), torch.zeros(1, requires_grad=True)
     optimiser = torch.optim.LBFGS([scale, bias], max_iter=200, line_search_fn="strong_wolfe")
 

@@ -14,6 +14,7 @@ excluded: the relevant items are the same identity drawn in the other styles.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from mmsearch.encoders.data.records import in_validation, read_manifest
 from mmsearch.encoders.runtimes.base import Encoder
 from mmsearch.rerank.scorer.model import ListwiseScorer
-from mmsearch.rerank.train.emoji import encode_images_side
+from mmsearch.rerank.train.emoji import encode_rows
 from mmsearch.rerank.train.lists import Lists, Side, mine
 from mmsearch.rerank.train.loop import chunk_tensors, ndcg_at_10, score_chunks
 
@@ -46,14 +47,19 @@ def without_check(side: Side) -> Side:
     return Side(side.vectors[keep], side.local[keep], side.labels[keep])
 
 
+def train_drawings(manifests: Sequence[Path], keep: Callable[[str], bool]
+                   ) -> list[tuple[str, str]]:
+    """(image path, label) of the train-split drawings whose label `keep` accepts."""
+    return [(str(Path(manifest).parent / record.image), str(record.label))
+            for manifest in manifests for record in read_manifest(manifest)
+            if record.split == "train" and record.image and record.label
+            and keep(str(record.label))]
+
+
 def held_out_records(manifests: list[Path], part: str) -> list[tuple[str, str]]:
     """(image path, label) of the train-split, validation-fold drawings in `part`."""
-    rows = []
-    for manifest in manifests:
-        for record in read_manifest(manifest):
-            if (record.split == "train" and record.image and record.label
-                    and in_validation(record.label) and part_of(record.label) == part):
-                rows.append((str(Path(manifest).parent / record.image), str(record.label)))
+    rows = train_drawings(manifests, lambda label: in_validation(label)
+                          and part_of(label) == part)
     if not rows:
         raise ValueError(f"no validation-fold drawings in part {part!r} of {manifests}")
     return rows
@@ -62,13 +68,8 @@ def held_out_records(manifests: list[Path], part: str) -> list[tuple[str, str]]:
 def held_out_side(encoder: Encoder, manifests: list[Path], part: str, cache: Path | None,
                   view: int = 0) -> Side:
     """Image-only vectors of one part; view > 0 = augmented drawings (harder queries)."""
-    rows = held_out_records(manifests, part)
-    path = None
-    if cache is not None:
-        key = hashlib.sha256("\n".join(p for p, _ in rows).encode()).hexdigest()[:12]
-        path = cache / f"heldout-{part}-{key}-{encoder.model_id}-view{view}.npz"
-    return encode_images_side(encoder, [image for image, _ in rows],
-                              [label for _, label in rows], view, path, f"held-out {part}")
+    return encode_rows(encoder, held_out_records(manifests, part), f"heldout-{part}", view,
+                       cache)
 
 
 def held_out_pairs(encoder: Encoder, manifests: list[Path], depth: int, cache: Path | None,
@@ -97,18 +98,25 @@ def held_out_check(encoder: Encoder, manifests: list[Path], depth: int, cache: P
 
 
 @torch.no_grad()
+def list_logits(model: ListwiseScorer, check: tuple[Side, Side, Lists], chunk: int
+                ) -> torch.Tensor:
+    """The scorer's calibrated logit of every candidate of a check's lists, (lists, N)."""
+    queries, gallery, lists = check
+    model.eval()
+    logits = []
+    for start in range(0, len(lists.query), 64):
+        rows = np.arange(start, min(start + 64, len(lists.query)))
+        _, calibrated = score_chunks(model, chunk_tensors(queries, gallery, lists, rows, chunk))
+        logits.append(calibrated.reshape(len(rows), -1))
+    return torch.cat(logits)
+
+
 def rerank_check(model: ListwiseScorer, check: tuple[Side, Side, Lists], chunk: int
                  ) -> dict[str, float]:
     """R@1 and nDCG@10 of the first-stage order vs the scorer's over a check's lists
     (a list without its identity counts as a miss for both)."""
-    queries, gallery, lists = check
-    model.eval()
-    reranked = []
-    for start in range(0, len(lists.query), 64):
-        rows = np.arange(start, min(start + 64, len(lists.query)))
-        _, calibrated = score_chunks(model, chunk_tensors(queries, gallery, lists, rows, chunk))
-        reranked.append(calibrated.reshape(len(rows), -1))
-    order = torch.cat(reranked).argsort(dim=-1, descending=True, stable=True)
+    queries, _, lists = check
+    order = list_logits(model, check, chunk).argsort(dim=-1, descending=True, stable=True)
     relevant = torch.from_numpy(lists.relevant.astype(np.float32))
     in_order = relevant.gather(-1, order)
     return {"lists": int(len(lists.query)), "identities": int(len(set(queries.labels))),

@@ -69,3 +69,21 @@ def write_items(folder: Path, count: int, seed: int = 0, prefix: str = "item") -
     manifest = folder / "items.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return manifest
+
+
+def write_styles(folder: Path, labels: list[str], styles: tuple[str, ...]) -> list[Path]:
+    """One train-split manifest per style, each drawing every label once (real PNGs,
+    a different random drawing per style)."""
+    manifests = []
+    for seed, style in enumerate(styles, start=1):
+        (folder / style).mkdir(parents=True)
+        lines = []
+        for i, blob in enumerate(random_images(len(labels), seed=seed, size=24)):
+            (folder / style / f"{i}.png").write_bytes(blob)
+            lines.append(json.dumps({"id": f"{style}{i}", "image": f"{style}/{i}.png",
+                                     "text": "x", "label": labels[i], "split": "train",
+                                     "attrs": {}}) + "\n")
+        manifest = folder / f"{style}.jsonl"
+        manifest.write_text("".join(lines))
+        manifests.append(manifest)
+    return manifests

@@ -3,7 +3,6 @@ cross-fit embedder; the check part never trains; bad --cross-fit values name the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from mmsearch.rerank.train.crossfit import (
 )
 from mmsearch.rerank.train.heldout import in_check, without_check
 from mmsearch.rerank.train.lists import Side
-from support.data import random_images
+from support.data import write_styles
 
 LABELS = [f"1F{i:03X}" for i in range(400)]
 CHECK = [label for label in LABELS if in_check(label)][:6]
@@ -29,20 +28,7 @@ TRAINED = [label for label in LABELS if not in_validation(label)][:6]
 
 def _styles(folder: Path) -> list[Path]:
     """Three styles of the same identities, every item train-split."""
-    labels = CHECK + FIT + TRAINED
-    manifests = []
-    for style, seed in (("a", 1), ("b", 2), ("c", 3)):
-        (folder / style).mkdir(parents=True)
-        lines = []
-        for i, blob in enumerate(random_images(len(labels), seed=seed, size=24)):
-            (folder / style / f"{i}.png").write_bytes(blob)
-            lines.append(json.dumps({"id": f"{style}{i}", "image": f"{style}/{i}.png",
-                                     "text": "x", "label": labels[i], "split": "train",
-                                     "attrs": {}}) + "\n")
-        manifest = folder / f"{style}.jsonl"
-        manifest.write_text("".join(lines))
-        manifests.append(manifest)
-    return manifests
+    return write_styles(folder, CHECK + FIT + TRAINED, ("a", "b", "c"))
 
 
 def test_check_part_is_validation_only_and_never_in_the_fit_part(tmp_path: Path) -> None:

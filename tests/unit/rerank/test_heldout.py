@@ -18,7 +18,7 @@ from mmsearch.rerank.train.heldout import (
     part_of,
     rerank_check,
 )
-from support.data import random_images
+from support.data import write_styles
 
 LABELS = [f"1F{i:03X}" for i in range(400)]
 HELD = [label for label in LABELS if in_validation(label)][:16]
@@ -28,20 +28,7 @@ def _styles(folder: Path) -> list[Path]:
     """Two styles of the same held-out identities, plus train-fold identities that must
     never appear; every item is train-split."""
     trained = [label for label in LABELS if not in_validation(label)][:4]
-    manifests = []
-    for style, seed in (("a", 1), ("b", 2)):
-        (folder / style).mkdir(parents=True)
-        labels = HELD + trained
-        lines = []
-        for i, blob in enumerate(random_images(len(labels), seed=seed, size=24)):
-            (folder / style / f"{i}.png").write_bytes(blob)
-            lines.append(json.dumps({"id": f"{style}{i}", "image": f"{style}/{i}.png",
-                                     "text": "x", "label": labels[i], "split": "train",
-                                     "attrs": {}}) + "\n")
-        manifest = folder / f"{style}.jsonl"
-        manifest.write_text("".join(lines))
-        manifests.append(manifest)
-    return manifests
+    return write_styles(folder, HELD + trained, ("a", "b"))
 
 
 def test_parts_hold_validation_identities_only_and_are_disjoint(tmp_path: Path) -> None:
